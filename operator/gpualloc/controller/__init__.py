@@ -1,0 +1,1 @@
+"""Kopf handlers, the reconcile loop, actuation, status and events."""

@@ -1,0 +1,1 @@
+"""Conversions between Kubernetes objects and the model, and the one client module."""

@@ -1,0 +1,1 @@
+"""Exported Prometheus metrics and the Prometheus query client."""

@@ -1,0 +1,1 @@
+"""Pure data: nodes, pods, jobs, policy, snapshot and plan."""

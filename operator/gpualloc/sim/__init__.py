@@ -1,0 +1,1 @@
+"""Trace-replay simulator and benchmarks (no cluster)."""

@@ -1,0 +1,1 @@
+"""Pure CP-SAT planner, greedy baselines and explanations. Imports nothing from Kubernetes."""
