@@ -18,3 +18,12 @@ def main() -> None:
       run       start the operator against a cluster
       simulate  replay a GPU-cluster trace (openb) with a placement policy
     """
+
+
+def _register() -> None:
+    from gpualloc.cli_plan import plan_command
+
+    main.add_command(plan_command)
+
+
+_register()

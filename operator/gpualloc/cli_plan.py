@@ -1,0 +1,159 @@
+"""`gpualloc plan`: what would go where, from YAML files, with no cluster."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+from dataclasses import replace
+from typing import Any
+
+import click
+
+from gpualloc.k8s.convert import SpecError, policy_from_k8s
+from gpualloc.k8s.files import InputError, load_objects
+from gpualloc.k8s.snapshot import JOB_KINDS, build_snapshot
+from gpualloc.model import Plan, Snapshot
+from gpualloc.solver import plan as solve
+
+
+def _objects(path: str | None, kinds: tuple[str, ...], default_kind: str | None) -> list[Any]:
+    if path is None:
+        return []
+    found = []
+    for obj in load_objects(path):
+        kind = obj.setdefault("kind", default_kind) if default_kind else obj.get("kind")
+        if kind in kinds:
+            found.append(obj)
+    return found
+
+
+def load_inputs(
+    nodes: str, jobs: str, pods: str | None, policy: str | None
+) -> tuple[Snapshot, Any]:
+    """Read the files into a snapshot and policy; errors name file, object and field."""
+    current = nodes
+    try:
+        node_objs = _objects(nodes, ("Node",), "Node")
+        if not node_objs:
+            raise InputError(f"{nodes}: no Node objects found")
+        current = pods or ""
+        pod_objs = _objects(pods, ("Pod",), "Pod")
+        current = jobs
+        job_objs = _objects(jobs, JOB_KINDS, None)
+        current = policy or ""
+        policies = _objects(policy, ("AllocationPolicy",), "AllocationPolicy")
+        chosen = next(
+            (p for p in policies if (p.get("metadata") or {}).get("name") == "default"),
+            policies[0] if policies else None,
+        )
+        pol = policy_from_k8s(chosen)
+        current = jobs
+        snap = build_snapshot(node_objs, pod_objs, job_objs)
+    except SpecError as err:
+        raise InputError(f"{current}: {err}") from None
+    return snap, pol
+
+
+def _table(result: Plan, snap: Snapshot) -> str:
+    lines = [
+        f"status {result.status}   objective {result.objective:g}   bound {result.bound:g}"
+        f"   gap {result.gap:.2%}   solved in {result.solve_seconds:.2f}s",
+        "",
+    ]
+    by_job: dict[str, list[str]] = defaultdict(list)
+    gpus: dict[str, int] = defaultdict(int)
+    for p in result.placements:
+        by_job[p.job].append(p.node)
+        gpus[p.job] += p.gpus
+    rows = [("JOB", "KIND", "PRIORITY", "PLACED", "GPUS", "NODES / REASON")]
+    for job in sorted(snap.jobs, key=lambda j: (-j.priority, j.key)):
+        if job.key in by_job:
+            nodes = sorted(set(by_job[job.key]))
+            rows.append(
+                (
+                    job.key,
+                    job.kind,
+                    str(job.priority),
+                    f"{len(by_job[job.key])}/{job.replicas}",
+                    str(gpus[job.key]),
+                    ",".join(nodes),
+                )
+            )
+    for u in result.unscheduled:
+        job = next(j for j in snap.jobs if j.key == u.job)
+        rows.append(
+            (u.job, job.kind, str(job.priority), f"0/{job.replicas}", "0", "PENDING: " + u.reason)
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines += [
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[5] for r in rows
+    ]
+    for e in result.evictions:
+        lines.append(f"evict {e.job}: {e.reason}")
+    return "\n".join(lines)
+
+
+@click.command("plan")
+@click.option(
+    "--nodes",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Nodes: `kubectl get nodes -o yaml` output.",
+)
+@click.option(
+    "--jobs",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="LLMTrainingJob / LLMInferenceJob objects (List or multi-document).",
+)
+@click.option(
+    "--pods",
+    type=click.Path(dir_okay=False),
+    help="Pods already holding resources: `kubectl get pods -A -o yaml`.",
+)
+@click.option(
+    "--policy",
+    type=click.Path(dir_okay=False),
+    help="An AllocationPolicy (the one named `default` is used).",
+)
+@click.option(
+    "--time-limit",
+    type=click.FloatRange(min=0.1),
+    help="Solver time limit in seconds (overrides the policy).",
+)
+@click.option(
+    "-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+def plan_command(
+    nodes: str,
+    jobs: str,
+    pods: str | None,
+    policy: str | None,
+    time_limit: float | None,
+    output: str,
+) -> None:
+    """Show where gpualloc would place the jobs, globally and optimally, and why any wait.
+
+    \b
+    Example:
+      kubectl get nodes -o yaml > nodes.yaml
+      kubectl get pods -A -o yaml > pods.yaml
+      kubectl get llmtrainingjobs,llminferencejobs -A -o yaml > jobs.yaml
+      gpualloc plan --nodes nodes.yaml --pods pods.yaml --jobs jobs.yaml
+    """
+    try:
+        snap, pol = load_inputs(nodes, jobs, pods, policy)
+    except InputError as err:
+        raise click.ClickException(str(err)) from None
+    if time_limit is not None:
+        pol = replace(pol, time_limit_seconds=time_limit)
+    result = solve(snap, pol)
+    if output == "json":
+        json.dump(result.to_json(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        click.echo(_table(result, snap))
+
+
+__all__ = ["plan_command"]

@@ -1,0 +1,198 @@
+"""Plain, immutable data the planner works on: nodes, pods, jobs, policy, snapshot, plan.
+
+Nothing here knows about Kubernetes objects; `gpualloc.k8s.convert` builds these from them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+Labels = Mapping[str, str]
+
+
+class JobKind(StrEnum):
+    TRAINING = "LLMTrainingJob"
+    INFERENCE = "LLMInferenceJob"
+
+
+@dataclass(frozen=True)
+class Taint:
+    key: str
+    value: str = ""
+    effect: str = "NoSchedule"  # NoSchedule | PreferNoSchedule | NoExecute
+
+
+@dataclass(frozen=True)
+class Toleration:
+    key: str = ""  # empty key with operator Exists tolerates everything
+    operator: str = "Equal"  # Equal | Exists
+    value: str = ""
+    effect: str = ""  # empty tolerates every effect
+
+    def tolerates(self, taint: Taint) -> bool:
+        if self.effect and self.effect != taint.effect:
+            return False
+        if not self.key:
+            return self.operator == "Exists"
+        if self.key != taint.key:
+            return False
+        return self.operator == "Exists" or self.value == taint.value
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """One node selector requirement: a label (or, with `field`, metadata.name) test."""
+
+    key: str
+    operator: str  # In | NotIn | Exists | DoesNotExist | Gt | Lt
+    values: tuple[str, ...] = ()
+    field: bool = False  # matchFields (only metadata.name is supported by Kubernetes)
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    product: str
+    gpus: int  # allocatable whole GPUs
+    gpu_memory_mib: int
+    cpu_milli: int
+    memory_mib: int
+    labels: Labels = field(default_factory=dict)
+    taints: tuple[Taint, ...] = ()
+    cordoned: bool = False
+    unhealthy_gpus: int = 0
+
+
+@dataclass(frozen=True)
+class RunningPod:
+    """A pod that holds resources on a node: bound, or committed there by an earlier plan."""
+
+    name: str  # namespace/name
+    node: str
+    gpus: int
+    cpu_milli: int = 0
+    memory_mib: int = 0
+    job: str | None = None  # namespace/name of the gpualloc job owning it; None = unmanaged
+    replica: int | None = None
+
+
+@dataclass(frozen=True)
+class NodeRequirements:
+    """Where a job's pods may go, besides GPU capacity."""
+
+    products: tuple[str, ...] = ()  # empty = any product
+    min_gpu_memory_mib: int = 0
+    node_selector: tuple[tuple[str, str], ...] = ()
+    # required node affinity: OR over terms, AND within a term
+    affinity_terms: tuple[tuple[Requirement, ...], ...] = ()
+    tolerations: tuple[Toleration, ...] = ()
+
+
+@dataclass(frozen=True)
+class Job:
+    """A gang (training) or a replica set (inference): `replicas` identical pods.
+
+    The planner places between `min_replicas` and `replicas` of them, or none
+    (all-or-nothing below `min_replicas`).
+    """
+
+    key: str  # namespace/name
+    kind: JobKind
+    priority: int
+    replicas: int
+    min_replicas: int
+    gpus_per_replica: int
+    cpu_milli: int = 0
+    memory_mib: int = 0
+    preemptible: bool = False
+    created: float = 0.0  # unix seconds; older jobs win ties
+    requirements: NodeRequirements = field(default_factory=NodeRequirements)
+
+    @property
+    def namespace(self) -> str:
+        return self.key.split("/", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return self.key.split("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class Policy:
+    time_limit_seconds: float = 10.0
+    relative_gap: float = 0.0  # stop once within this gap of the proven bound
+    preemption: bool = True
+    max_evictions_per_round: int | None = None  # None = unlimited
+    throughput: Mapping[str, float] = field(default_factory=dict)  # product -> relative speed
+    fragmentation_weight: int = 1
+    throughput_weight: int = 1
+    num_workers: int = 2
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    nodes: tuple[Node, ...]
+    pods: tuple[RunningPod, ...]
+    jobs: tuple[Job, ...]
+
+
+@dataclass(frozen=True)
+class Placement:
+    job: str
+    kind: JobKind
+    replica: int
+    node: str
+    gpus: int
+
+
+@dataclass(frozen=True)
+class Eviction:
+    job: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Unscheduled:
+    job: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    status: str  # OPTIMAL | FEASIBLE | INFEASIBLE | UNKNOWN
+    objective: float
+    bound: float
+    solve_seconds: float
+    placements: tuple[Placement, ...] = ()
+    evictions: tuple[Eviction, ...] = ()
+    unscheduled: tuple[Unscheduled, ...] = ()
+
+    @property
+    def gap(self) -> float:
+        """Relative distance to the proven bound (0 = proven optimal)."""
+        if self.bound == self.objective:
+            return 0.0
+        return abs(self.bound - self.objective) / max(1.0, abs(self.bound))
+
+    def to_json(self) -> dict[str, object]:
+        """The JSON contract of `gpualloc plan -o json` (DESIGN.md section 6)."""
+        return {
+            "status": self.status,
+            "objective": self.objective,
+            "bound": self.bound,
+            "solve_seconds": round(self.solve_seconds, 4),
+            "placements": [
+                {
+                    "job": p.job,
+                    "kind": str(p.kind),
+                    "replica": p.replica,
+                    "node": p.node,
+                    "gpus": p.gpus,
+                }
+                for p in self.placements
+            ],
+            "evictions": [{"job": e.job, "reason": e.reason} for e in self.evictions],
+            "unscheduled": [{"job": u.job, "reason": u.reason} for u in self.unscheduled],
+        }

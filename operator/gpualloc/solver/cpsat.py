@@ -1,0 +1,258 @@
+"""The CP-SAT model over an aggregated `Instance`.
+
+Variables (all integer):
+  y[j]    new replicas of job j placed this round (0, or lo..hi: gangs are all-or-nothing)
+  p[j]    1 if job j gets any new replica
+  e[j]    1 if running preemptible job j is evicted (whole gang)
+  c[s, k] replicas of shape s placed on node class k
+  u[k]    nodes used in an empty class k (the rest stay whole for large gangs)
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from ortools.sat.python import cp_model
+
+from gpualloc.model import Policy
+from gpualloc.solver.capacity import Free
+from gpualloc.solver.instance import Instance, NodeClass
+from gpualloc.solver.lexicographic import Objective, solve_lexicographic
+
+# Throughput values are relative (1.0 = baseline); scaled to integers for CP-SAT.
+_THROUGHPUT_SCALE = 10
+
+
+@dataclass
+class Solution:
+    status: str
+    objective: float
+    bound: float
+    seconds: float
+    new_replicas: dict[int, int] = field(default_factory=dict)  # job index -> count
+    evicted: set[int] = field(default_factory=set)
+    # (shape, class) -> replicas placed there
+    counts: dict[tuple[int, int], int] = field(default_factory=dict)
+
+
+class AllocationModel:
+    def __init__(self, inst: Instance, policy: Policy) -> None:
+        self.inst = inst
+        self.policy = policy
+        self.model = cp_model.CpModel()
+        self.y: dict[int, cp_model.IntVar] = {}
+        self.p: dict[int, cp_model.IntVar] = {}
+        self.e: dict[int, cp_model.IntVar] = {}
+        self.c: dict[tuple[int, int], cp_model.IntVar] = {}
+        self.c_max: dict[tuple[int, int], int] = {}
+        self.u: dict[int, cp_model.IntVar] = {}
+        self._add_job_variables()
+        self._add_eviction_variables()
+        self._add_count_variables()
+        self._link_jobs_to_counts()
+        self._add_class_capacity()
+        self._add_eviction_limits()
+
+    # -- variables ---------------------------------------------------------------------
+    def _add_job_variables(self) -> None:
+        for j, state in enumerate(self.inst.jobs):
+            if state.hi == 0 or not self.inst.shapes[state.shape].classes:
+                continue
+            y = self.model.new_int_var(0, state.hi, f"y{j}")
+            p = self.model.new_bool_var(f"p{j}")
+            self.model.add(y >= state.lo * p)
+            self.model.add(y <= state.hi * p)
+            self.y[j], self.p[j] = y, p
+
+    def _add_eviction_variables(self) -> None:
+        for j, state in enumerate(self.inst.jobs):
+            if state.evictable:
+                self.e[j] = self.model.new_bool_var(f"e{j}")
+                if j in self.y:  # an evicted job is re-planned next round, not moved now
+                    self.model.add(self.p[j] + self.e[j] <= 1)
+
+    def _add_count_variables(self) -> None:
+        inst = self.inst
+        demand: dict[int, int] = defaultdict(int)
+        for j in self.y:
+            demand[inst.jobs[j].shape] += inst.jobs[j].hi
+        for s, shape in enumerate(inst.shapes):
+            for k in shape.classes:
+                cls = inst.classes[k]
+                per_node = _capacity_with_victims(cls).gpus // shape.key.gpus
+                upper = min(demand[s], per_node * cls.size)
+                if upper > 0:
+                    self.c[s, k] = self.model.new_int_var(0, upper, f"c{s}_{k}")
+                    self.c_max[s, k] = upper
+        for k, cls in enumerate(inst.classes):
+            if cls.fully_free and any(kk == k for (_, kk) in self.c):
+                self.u[k] = self.model.new_int_var(0, cls.size, f"u{k}")
+
+    # -- constraints -------------------------------------------------------------------
+    def _link_jobs_to_counts(self) -> None:
+        placed: dict[int, list[cp_model.IntVar]] = defaultdict(list)
+        for j, y in self.y.items():
+            placed[self.inst.jobs[j].shape].append(y)
+        by_shape: dict[int, list[cp_model.IntVar]] = defaultdict(list)
+        for (s, _), var in self.c.items():
+            by_shape[s].append(var)
+        for s in range(len(self.inst.shapes)):
+            self.model.add(sum(placed[s]) == sum(by_shape[s]))
+
+    def _add_class_capacity(self) -> None:
+        by_class: dict[int, list[int]] = defaultdict(list)
+        for s, k in self.c:
+            by_class[k].append(s)
+        for k, shapes in by_class.items():
+            cls = self.inst.classes[k]
+            if cls.size == 1:
+                self._single_node_capacity(k, cls, shapes)
+            else:
+                self._aggregated_capacity(k, cls, shapes)
+
+    def _single_node_capacity(self, k: int, cls: NodeClass, shapes: list[int]) -> None:
+        """One node: the sums of what is placed must fit what is free plus what evictions
+        would free; capacity freed by a victim goes only to strictly higher priority."""
+        key = [self.inst.shapes[s].key for s in shapes]
+        used = self.u.get(k, 1)
+        for attr in ("gpus", "cpu_milli", "memory_mib"):
+            freed = sum(getattr(held, attr) * self.e[v] for v, held in cls.victims.items())
+            load = sum(getattr(key[i], attr) * self.c[s, k] for i, s in enumerate(shapes))
+            self.model.add(load <= getattr(cls.free, attr) * used + freed)
+        victim_priorities = sorted({self.inst.jobs[v].job.priority for v in cls.victims})
+        for q in victim_priorities:
+            low = [self.c[s, k] * key[i].gpus for i, s in enumerate(shapes) if key[i].priority <= q]
+            if low:
+                freed_below = sum(
+                    held.gpus * self.e[v]
+                    for v, held in cls.victims.items()
+                    if self.inst.jobs[v].job.priority < q
+                )
+                self.model.add(sum(low) <= cls.free.gpus + freed_below)
+
+    def _aggregated_capacity(self, k: int, cls: NodeClass, shapes: list[int]) -> None:
+        """Identical nodes with GPU sizes in a divisibility chain (checked when the class was
+        formed): for each size s, the GPUs of replicas of size >= s fit the nodes' whole
+        s-blocks. This is exactly what first-fit decreasing can pack."""
+        nodes = self.u.get(k, cls.size)
+        sizes = sorted({self.inst.shapes[s].key.gpus for s in shapes})
+        for size in sizes:
+            load = [
+                self.inst.shapes[s].key.gpus * self.c[s, k]
+                for s in shapes
+                if self.inst.shapes[s].key.gpus >= size
+            ]
+            self.model.add(sum(load) <= size * (cls.free.gpus // size) * nodes)
+
+    def _add_eviction_limits(self) -> None:
+        limit = self.policy.max_evictions_per_round
+        if self.e and limit is not None:
+            self.model.add(sum(self.e.values()) <= limit)
+
+    # -- objectives, in strict order -----------------------------------------------------
+    def objectives(self) -> list[Objective]:
+        inst = self.inst
+        objs: list[Objective] = []
+        total_free = sum(c.free.gpus * c.size for c in inst.classes) + sum(
+            s.running_gpus for s in inst.jobs if s.evictable
+        )
+        levels = sorted({s.job.priority for s in inst.jobs}, reverse=True)
+        age_terms: list[cp_model.LinearExprT] = []
+        age_span = 0
+        for level in levels:
+            members = [j for j, s in enumerate(inst.jobs) if s.job.priority == level]
+            gained = [inst.jobs[j].job.gpus_per_replica * self.y[j] for j in members if j in self.y]
+            lost = [inst.jobs[j].running_gpus * self.e[j] for j in members if j in self.e]
+            span = min(
+                total_free,
+                sum(inst.jobs[j].job.gpus_per_replica * inst.jobs[j].hi for j in members),
+            ) + sum(inst.jobs[j].running_gpus for j in members if j in self.e)
+            objs.append(Objective(f"gpus@{level}", sum(gained) - sum(lost), span))
+            # older jobs win ties within a level: the oldest gets the largest bonus
+            ranked = [j for j in members if j in self.p]
+            for rank, j in enumerate(ranked):
+                bonus = len(ranked) - rank
+                age_terms.append(bonus * self.p[j])
+                age_span += bonus
+        objs.append(Objective("age", sum(age_terms), age_span))
+        if self.e:
+            objs.append(Objective("evictions", -sum(self.e.values()), len(self.e)))
+        objs.extend(self._fragmentation_objectives())
+        objs.append(self._throughput_objective(levels))
+        return objs
+
+    def _fragmentation_objectives(self) -> list[Objective]:
+        inst = self.inst
+        weight = self.policy.fragmentation_weight
+        whole = [
+            (inst.classes[k].size - u) * inst.classes[k].representative.gpus
+            for k, u in self.u.items()
+        ]
+        whole_span = sum(inst.classes[k].size * inst.classes[k].free.gpus for k in self.u)
+        # best fit: a GPU placed on a node with little free capacity scores higher
+        fit = [
+            inst.shapes[s].key.gpus * (inst.max_node_gpus - inst.classes[k].free.gpus) * var
+            for (s, k), var in self.c.items()
+        ]
+        fit_span = sum(
+            inst.shapes[s].key.gpus * (inst.max_node_gpus - inst.classes[k].free.gpus) * upper
+            for (s, k), upper in self.c_max.items()
+        )
+        return [
+            Objective("whole-free-gpus", weight * sum(whole), weight * whole_span),
+            Objective("best-fit", weight * sum(fit), weight * fit_span),
+        ]
+
+    def _throughput_objective(self, levels: list[int]) -> Objective:
+        inst = self.inst
+        rank = {level: len(levels) - i for i, level in enumerate(levels)}
+        table = self.policy.throughput
+        terms = []
+        span = 0
+        for (s, k), var in self.c.items():
+            key = inst.shapes[s].key
+            tp = round(table.get(inst.classes[k].representative.product, 1.0) * _THROUGHPUT_SCALE)
+            coeff = self.policy.throughput_weight * rank[key.priority] * key.gpus * tp
+            terms.append(coeff * var)
+            span += coeff * self.c_max[s, k]
+        return Objective("throughput", sum(terms), span)
+
+    # -- solve ---------------------------------------------------------------------------
+    def hint(self, counts: dict[tuple[int, int], int], new: dict[int, int]) -> None:
+        """Warm start from an earlier plan so a re-solve does not churn placements."""
+        for key, var in self.c.items():
+            self.model.add_hint(var, counts.get(key, 0))
+        for j, y in self.y.items():
+            self.model.add_hint(y, new.get(j, 0))
+            self.model.add_hint(self.p[j], int(new.get(j, 0) > 0))
+
+    def solve(self) -> Solution:
+        solver, stages = solve_lexicographic(
+            self.model,
+            self.objectives(),
+            time_limit=self.policy.time_limit_seconds,
+            relative_gap=self.policy.relative_gap,
+            num_workers=self.policy.num_workers,
+        )
+        first = stages[0]
+        statuses = {s.status for s in stages}
+        status = "OPTIMAL" if statuses == {"OPTIMAL"} else first.status
+        if solver is not None and status != "OPTIMAL":
+            status = "FEASIBLE"
+        sol = Solution(status, first.objective, first.bound, sum(s.seconds for s in stages))
+        if solver is None:
+            return sol
+        sol.new_replicas = {j: solver.value(y) for j, y in self.y.items() if solver.value(y)}
+        sol.evicted = {j for j, e in self.e.items() if solver.value(e)}
+        sol.counts = {key: solver.value(v) for key, v in self.c.items() if solver.value(v)}
+        return sol
+
+
+def _capacity_with_victims(cls: NodeClass) -> Free:
+    extra = list(cls.victims.values())
+    return Free(
+        cls.free.gpus + sum(v.gpus for v in extra),
+        cls.free.cpu_milli + sum(v.cpu_milli for v in extra),
+        cls.free.memory_mib + sum(v.memory_mib for v in extra),
+    )

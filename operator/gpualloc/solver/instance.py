@@ -1,0 +1,193 @@
+"""The aggregated planning instance: jobs grouped into shapes, nodes into classes.
+
+A naive model has a variable per (worker, node). Here jobs that are interchangeable for
+placement (same GPUs, CPU, memory, node requirements and priority) form one *shape*, and
+nodes that are interchangeable (same kind and free capacity) form one *class*; the model
+counts replicas per (shape, class). A class of several nodes is kept only where that count
+model is exact (see `_aggregation_is_exact`); otherwise its nodes become classes of one.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import pairwise
+
+from gpualloc.model import Job, Node, NodeRequirements, Policy, RunningPod, Snapshot
+from gpualloc.solver.capacity import Free, free_capacity, usage_by_node
+from gpualloc.solver.eligibility import eligible
+
+
+@dataclass(frozen=True)
+class ShapeKey:
+    gpus: int
+    cpu_milli: int
+    memory_mib: int
+    priority: int
+    requirements: NodeRequirements
+
+
+@dataclass
+class Shape:
+    key: ShapeKey
+    jobs: list[int] = field(default_factory=list)  # indexes into Instance.jobs
+    classes: list[int] = field(default_factory=list)  # eligible node classes
+
+
+@dataclass
+class JobState:
+    job: Job
+    running: list[RunningPod]
+    lo: int  # fewest new replicas if any are placed (gang minimum)
+    hi: int  # most new replicas
+    evictable: bool
+    shape: int = -1
+
+    @property
+    def running_gpus(self) -> int:
+        return sum(p.gpus for p in self.running)
+
+
+@dataclass
+class NodeClass:
+    nodes: list[Node]
+    free: Free
+    fully_free: bool  # every node in it is empty: counts towards whole free nodes
+    # evictable running jobs on this (single) node: job index -> (gpus, cpu, memory) held
+    victims: dict[int, Free] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return len(self.nodes)
+
+    @property
+    def representative(self) -> Node:
+        return self.nodes[0]
+
+
+@dataclass
+class Instance:
+    jobs: list[JobState]
+    shapes: list[Shape]
+    classes: list[NodeClass]
+    free_by_node: dict[str, Free]
+    max_node_gpus: int
+
+
+def _node_kind(node: Node, named: frozenset[str]) -> tuple[object, ...]:
+    """Everything about a node that eligibility can look at (its name only if a job names it)."""
+    return (
+        node.product,
+        node.gpu_memory_mib,
+        node.gpus,
+        tuple(sorted(node.labels.items())),
+        node.taints,
+        node.cordoned,
+        node.name if node.name in named else None,
+    )
+
+
+def _named_nodes(jobs: Sequence[Job]) -> frozenset[str]:
+    names: set[str] = set()
+    for job in jobs:
+        for term in job.requirements.affinity_terms:
+            for req in term:
+                if req.field:
+                    names.update(req.values)
+    return frozenset(names)
+
+
+def _aggregation_is_exact(cls: NodeClass, shapes: Sequence[ShapeKey]) -> bool:
+    """Counting replicas per class equals packing them node by node when:
+
+    - the GPU sizes form a divisibility chain (1 | 2 | 4 | 8): then per-size capacity
+      limits are necessary and sufficient (first-fit decreasing attains them), and
+    - CPU and memory cannot bind: a node full of GPUs of the hungriest shape still fits.
+    """
+    sizes = sorted({s.gpus for s in shapes})
+    if any(b % a for a, b in pairwise(sizes)):
+        return False
+    free = cls.free
+    for s in shapes:
+        slots = free.gpus // s.gpus
+        if slots * s.cpu_milli > free.cpu_milli or slots * s.memory_mib > free.memory_mib:
+            return False
+    return True
+
+
+def build_instance(snapshot: Snapshot, policy: Policy) -> Instance:
+    jobs_by_key = {j.key: j for j in snapshot.jobs}
+    running: dict[str, list[RunningPod]] = defaultdict(list)
+    for pod in snapshot.pods:
+        if pod.job in jobs_by_key:
+            running[pod.job].append(pod)
+
+    states: list[JobState] = []
+    for job in sorted(snapshot.jobs, key=lambda j: (-j.priority, j.created, j.key)):
+        pods = running.get(job.key, [])
+        hi = max(0, job.replicas - len(pods))
+        lo = max(1, job.min_replicas - len(pods))
+        evictable = bool(pods) and job.preemptible and policy.preemption
+        states.append(JobState(job, pods, min(lo, hi) if hi else 0, hi, evictable))
+
+    victims_on: dict[str, dict[int, Free]] = defaultdict(dict)
+    for index, state in enumerate(states):
+        if state.evictable:
+            for node, held in usage_by_node(state.running).items():
+                victims_on[node][index] = held
+
+    usage = usage_by_node(snapshot.pods)
+    free_by_node = {n.name: free_capacity(n, usage.get(n.name)) for n in snapshot.nodes}
+
+    # shapes
+    shape_index: dict[ShapeKey, int] = {}
+    shapes: list[Shape] = []
+    for index, state in enumerate(states):
+        if state.hi == 0:
+            continue
+        j = state.job
+        key = ShapeKey(j.gpus_per_replica, j.cpu_milli, j.memory_mib, j.priority, j.requirements)
+        if key not in shape_index:
+            shape_index[key] = len(shapes)
+            shapes.append(Shape(key))
+        state.shape = shape_index[key]
+        shapes[state.shape].jobs.append(index)
+
+    # node classes: group identical nodes, single out nodes holding evictable pods
+    named = _named_nodes(snapshot.jobs)
+    groups: dict[tuple[object, ...], list[Node]] = defaultdict(list)
+    singles: list[NodeClass] = []
+    for member in snapshot.nodes:
+        free = free_by_node[member.name]
+        empty = member.name not in usage and member.unhealthy_gpus == 0
+        if member.name in victims_on:
+            singles.append(NodeClass([member], free, empty, victims_on[member.name]))
+        elif free.gpus > 0:
+            kind = (*_node_kind(member, named), free.gpus, free.cpu_milli, free.memory_mib, empty)
+            groups[kind].append(member)
+
+    classes: list[NodeClass] = []
+    for members in groups.values():
+        free = free_by_node[members[0].name]
+        empty = members[0].name not in usage and members[0].unhealthy_gpus == 0
+        cls = NodeClass(sorted(members, key=lambda n: n.name), free, empty)
+        fitting = [
+            s.key
+            for s in shapes
+            if s.key.gpus <= free.gpus and eligible(s.key.requirements, cls.representative)
+        ]
+        if cls.size == 1 or _aggregation_is_exact(cls, fitting):
+            classes.append(cls)
+        else:
+            classes.extend(NodeClass([n], free, empty) for n in cls.nodes)
+    classes.extend(singles)
+
+    for ci, cls in enumerate(classes):
+        capacity = cls.free.gpus + sum(v.gpus for v in cls.victims.values())
+        for shape in shapes:
+            if shape.key.gpus <= capacity and eligible(shape.key.requirements, cls.representative):
+                shape.classes.append(ci)
+
+    max_gpus = max((n.gpus for n in snapshot.nodes), default=0)
+    return Instance(states, shapes, classes, free_by_node, max_gpus)

@@ -1,0 +1,71 @@
+"""The planner: snapshot + policy in, plan out. Pure; no Kubernetes, no I/O."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+from gpualloc.model import Eviction, Plan, Policy, Snapshot, Unscheduled
+from gpualloc.solver.cpsat import AllocationModel
+from gpualloc.solver.decode import decode
+from gpualloc.solver.explain import why_unscheduled
+from gpualloc.solver.instance import Instance, build_instance
+
+
+def _hint_from(previous: Plan, inst: Instance) -> tuple[dict[tuple[int, int], int], dict[int, int]]:
+    """Map an earlier plan's new placements onto this instance's variables."""
+    index = {s.job.key: j for j, s in enumerate(inst.jobs)}
+    class_of = {n.name: k for k, c in enumerate(inst.classes) for n in c.nodes}
+    running = {(p.job, p.node) for s in inst.jobs for p in s.running if p.job}
+    counts: dict[tuple[int, int], int] = defaultdict(int)
+    new: dict[int, int] = defaultdict(int)
+    for p in previous.placements:
+        j = index.get(p.job)
+        if j is None or (p.job, p.node) in running or p.node not in class_of:
+            continue
+        counts[inst.jobs[j].shape, class_of[p.node]] += 1
+        new[j] += 1
+    return counts, new
+
+
+def plan(snapshot: Snapshot, policy: Policy | None = None, previous: Plan | None = None) -> Plan:
+    """The globally best placement for `snapshot`, its proven bound, and reasons for the rest."""
+    policy = policy or Policy()
+    started = time.monotonic()
+    inst = build_instance(snapshot, policy)
+    model = AllocationModel(inst, policy)
+    if previous is not None:
+        model.hint(*_hint_from(previous, inst))
+    sol = model.solve()
+    placements, placed = decode(inst, sol)
+
+    jobs_by_key = {j.key: j for j in snapshot.jobs}
+    evictions = []
+    unscheduled = []
+    for j, state in enumerate(inst.jobs):
+        job = state.job
+        if j in sol.evicted:
+            evictions.append(
+                Eviction(job.key, f"preempted (priority {job.priority}) for higher-priority jobs")
+            )
+            unscheduled.append(Unscheduled(job.key, "preempted; waits to be placed again"))
+        elif not state.running and j not in placed:
+            reason = why_unscheduled(
+                job,
+                state.lo or job.min_replicas,
+                snapshot.nodes,
+                inst.free_by_node,
+                placements,
+                jobs_by_key,
+                sol.status,
+            )
+            unscheduled.append(Unscheduled(job.key, reason))
+    return Plan(
+        status=sol.status,
+        objective=sol.objective,
+        bound=sol.bound,
+        solve_seconds=time.monotonic() - started,
+        placements=tuple(placements),
+        evictions=tuple(evictions),
+        unscheduled=tuple(sorted(unscheduled, key=lambda u: u.job)),
+    )
