@@ -17,7 +17,7 @@ def test_parse_parameters(text: str | int, value: float) -> None:
 
 @pytest.mark.parametrize("bad", ["", "B", "-7B", "seven", 0])
 def test_parse_parameters_rejects(bad: str | int) -> None:
-    with pytest.raises(SizingError, match="model.parameters"):
+    with pytest.raises(SizingError, match=r"model\.parameters"):
         parse_parameters(bad)
 
 
@@ -39,5 +39,5 @@ def test_training_sixteen_bytes_per_parameter() -> None:
 
 
 def test_unknown_precision() -> None:
-    with pytest.raises(SizingError, match="model.precision must be one of"):
+    with pytest.raises(SizingError, match=r"model\.precision must be one of"):
         size_inference(7e9, "fp4", 81559, 8)
