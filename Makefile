@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PROFILE ?= hack/profiles/default.yaml
 export GPUALLOC_CACHE ?= $(HOME)/.cache/gpualloc
 
-.PHONY: setup lint typecheck test test-unit test-cluster bench clean
+.PHONY: setup deps lint typecheck test test-unit test-cluster cluster-up cluster-down cluster-status bench clean
 
 setup: $(STAMP)
 
@@ -18,9 +18,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+# Binaries of the local cluster (built once into $(GPUALLOC_CACHE), see hack/README.md) and
+# Prometheus (Debian package).
+deps:
+	hack/build-binaries.sh
+	hack/install-prometheus.sh
+
 lint: setup
-	$(BIN)/ruff check operator tests
-	$(BIN)/ruff format --check operator tests
+	$(BIN)/ruff check operator tests hack
+	$(BIN)/ruff format --check operator tests hack
 
 typecheck: setup
 	$(BIN)/mypy
@@ -28,8 +34,23 @@ typecheck: setup
 test-unit: setup
 	$(BIN)/pytest -m unit
 
-test: lint typecheck
+test-cluster: setup deps
+	$(BIN)/pytest -m cluster
+
+# deps first: on a fresh machine this builds the cluster binaries the cluster tests need.
+test: lint typecheck deps
 	$(BIN)/pytest
+
+# Local control plane with kwok GPU nodes; `make cluster-up PROFILE=hack/profiles/bench-200.yaml`.
+cluster-up: setup deps
+	$(BIN)/python hack/localcluster.py up --profile $(PROFILE)
+	@echo 'Use it:  export KUBECONFIG=$$PWD/.cluster/kubeconfig; .cluster/bin/kubectl get nodes -L nvidia.com/gpu.product'
+
+cluster-down: setup
+	$(BIN)/python hack/localcluster.py down
+
+cluster-status: setup
+	$(BIN)/python hack/localcluster.py status
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

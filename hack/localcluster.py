@@ -401,7 +401,10 @@ class Cluster:
             ],
             "users": [{"name": "admin", "user": {"token": token}}],
             "contexts": [
-                {"name": "gpualloc-local", "context": {"cluster": "gpualloc-local", "user": "admin"}}
+                {
+                    "name": "gpualloc-local",
+                    "context": {"cluster": "gpualloc-local", "user": "admin"},
+                }
             ],
             "current-context": "gpualloc-local",
         }
@@ -569,13 +572,17 @@ class Cluster:
             # controller manager; pods cannot be created in it before the latter exists.
             self._wait(
                 "ServiceAccount default/default",
-                lambda: self.kubectl("get", "serviceaccount", "default", check=False).returncode
-                == 0,
+                lambda: (
+                    self.kubectl("get", "serviceaccount", "default", check=False).returncode == 0
+                ),
                 60,
                 "kube-controller-manager",
             )
         except Exception as e:
-            log(f"FAILED: {e}" + (f"\n{e.stderr}" if isinstance(e, subprocess.CalledProcessError) else ""))
+            log(
+                f"FAILED: {e}"
+                + (f"\n{e.stderr}" if isinstance(e, subprocess.CalledProcessError) else "")
+            )
             for name in COMPONENTS:
                 logfile = self.logs / f"{name}.log"
                 if logfile.exists():

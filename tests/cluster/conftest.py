@@ -1,0 +1,141 @@
+"""Cluster tests run against the real local control plane of hack/localcluster.py.
+
+The session fixture `kube` reuses a cluster that is already up and healthy (`make cluster-up`)
+and leaves it running; otherwise it starts one and tears it down at the end of the session
+(set GPUALLOC_KEEP_CLUSTER=1 to keep it). GPUALLOC_CLUSTER_STATE / GPUALLOC_CLUSTER_PROFILE
+choose the state dir (default .cluster) and the profile (default hack/profiles/default.yaml).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from kubernetes import client, config
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "hack"))
+import localcluster  # noqa: E402
+
+T = TypeVar("T")
+
+
+class Kube:
+    """Handle on the running local cluster."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.cluster = localcluster.Cluster(state_dir)
+        self.state_dir = self.cluster.state
+        self.kubeconfig = self.cluster.kubeconfig
+        self.bin = self.cluster.bin
+        self._core: client.CoreV1Api | None = None
+
+    def kubectl(
+        self, *args: str, check: bool = True, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run .cluster/bin/kubectl against this cluster; output captured as text."""
+        return subprocess.run(
+            [str(self.bin / "kubectl"), "--kubeconfig", str(self.kubeconfig), *args],
+            check=check,
+            capture_output=True,
+            text=True,
+            input=input,
+        )
+
+    def api_client(self) -> client.ApiClient:
+        """A new kubernetes-client ApiClient for this cluster (close it when done)."""
+        return config.new_client_from_config(config_file=str(self.kubeconfig))
+
+    @property
+    def core(self) -> client.CoreV1Api:
+        """A shared CoreV1Api."""
+        if self._core is None:
+            self._core = client.CoreV1Api(self.api_client())
+        return self._core
+
+    @staticmethod
+    def wait_for(
+        fn: Callable[[], T | None], timeout: float = 30, what: str = "condition", every=0.2
+    ) -> T:
+        """Poll fn until it returns something truthy; return that."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = fn()
+            if result:
+                return result
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+            time.sleep(every)
+
+    def create_namespace(self, prefix: str = "test") -> str:
+        """A fresh namespace, returned once its default ServiceAccount exists (before that the
+        ServiceAccount admission plugin rejects pods)."""
+        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        self.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+        self.wait_for(
+            lambda: (
+                self.core.list_namespaced_service_account(
+                    name, field_selector="metadata.name=default"
+                ).items
+            ),
+            what=f"ServiceAccount {name}/default",
+        )
+        return name
+
+    def delete_namespace(self, name: str) -> None:
+        self.core.delete_namespace(name, propagation_policy="Background")
+
+    def add_nodes(self, pool: dict[str, Any], start: int = 0, wait: bool = True) -> list[str]:
+        """Create kwok GPU nodes from a profile pool spec (see hack/profiles/default.yaml),
+        e.g. {"count": 2, "namePrefix": "t-", "gpuProduct": "X", "gpusPerNode": 8,
+        "gpuMemoryMiB": 81559}; returns their names, by default once they are Ready."""
+        nodes = localcluster.pool_node_manifests(pool, start)
+        for node in nodes:
+            self.core.create_node(node)
+        names = [n["metadata"]["name"] for n in nodes]
+        if wait:
+            localcluster.wait_nodes_ready(self.bin / "kubectl", self.kubeconfig, names)
+        return names
+
+    def remove_nodes(self, names: list[str]) -> None:
+        for name in names:
+            self.core.delete_node(name)
+
+
+def _localcluster(*args: str) -> subprocess.CompletedProcess[str]:
+    # A subprocess, as `make cluster-up` runs it: the components it starts are not our children.
+    script = REPO / "hack" / "localcluster.py"
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="session")
+def kube() -> Iterator[Kube]:
+    state = Path(os.environ.get("GPUALLOC_CLUSTER_STATE", REPO / ".cluster"))
+    profile = os.environ.get("GPUALLOC_CLUSTER_PROFILE", str(localcluster.DEFAULT_PROFILE))
+    k = Kube(state)
+    started = not k.cluster.healthy()
+    if started:
+        up = _localcluster("up", "--profile", profile, "--state-dir", str(state))
+        if up.returncode != 0:
+            pytest.fail(f"local cluster did not come up:\n{up.stdout}\n{up.stderr}")
+    try:
+        yield k
+    finally:
+        if started and not os.environ.get("GPUALLOC_KEEP_CLUSTER"):
+            down = _localcluster("down", "--state-dir", str(state))
+            assert down.returncode == 0, f"cluster down failed:\n{down.stdout}\n{down.stderr}"
+
+
+@pytest.fixture
+def namespace(kube: Kube) -> Iterator[str]:
+    """A unique namespace per test, deleted afterwards (with everything in it)."""
+    name = kube.create_namespace()
+    yield name
+    kube.delete_namespace(name)
