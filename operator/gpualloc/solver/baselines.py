@@ -18,7 +18,7 @@ import numpy.typing as npt
 from gpualloc.model import Placement, Plan, Policy, Snapshot, Unscheduled
 from gpualloc.solver.capacity import free_capacity, usage_by_node
 from gpualloc.solver.eligibility import eligible
-from gpualloc.solver.explain import why_unscheduled
+from gpualloc.solver.explain import Explainer
 from gpualloc.solver.instance import build_instance
 
 IntArray = npt.NDArray[np.int64]
@@ -45,7 +45,8 @@ BASELINES: dict[str, Chooser] = {
 }
 
 
-def plan_greedy(snapshot: Snapshot, policy_name: str) -> Plan:
+def plan_greedy(snapshot: Snapshot, policy_name: str, explain: bool = True) -> Plan:
+    """The baseline's plan; `explain=False` skips the reasons (for use as a warm start)."""
     choose = BASELINES[policy_name]
     started = time.monotonic()
     nodes = sorted(snapshot.nodes, key=lambda n: n.name)
@@ -59,8 +60,8 @@ def plan_greedy(snapshot: Snapshot, policy_name: str) -> Plan:
     # same bookkeeping (running replicas, gang minimums, order) as the planner
     inst = build_instance(snapshot, Policy(preemption=False))
     placements: list[Placement] = []
-    unscheduled: list[Unscheduled] = []
-    for state in inst.jobs:
+    waiting: list[tuple[int, int]] = []  # (job index, gang minimum)
+    for index, state in enumerate(inst.jobs):
         job = state.job
         used = {p.replica for p in state.running if p.replica is not None}
         for pod in state.running:
@@ -97,17 +98,14 @@ def plan_greedy(snapshot: Snapshot, policy_name: str) -> Plan:
             placements.append(
                 Placement(job.key, job.kind, next(spare), nodes[i].name, job.gpus_per_replica)
             )
-        if not chosen and not state.running:
-            reason = why_unscheduled(
-                job,
-                state.lo,
-                nodes,
-                free_before,
-                placements,
-                {j.key: j for j in snapshot.jobs},
-                "FEASIBLE",
-            )
-            unscheduled.append(Unscheduled(job.key, reason))
+        if explain and not chosen and not state.running:
+            waiting.append((index, state.lo))
+    explainer = Explainer(
+        nodes, free_before, placements, {j.key: j for j in snapshot.jobs}, "HEURISTIC"
+    )
+    unscheduled = [
+        Unscheduled(inst.jobs[i].job.key, explainer.why(inst.jobs[i].job, lo)) for i, lo in waiting
+    ]
     allocated = float(sum(p.gpus for p in placements))
     return Plan(
         status="HEURISTIC",

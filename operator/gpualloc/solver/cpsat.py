@@ -1,8 +1,10 @@
 """The CP-SAT model over an aggregated `Instance`.
 
 Variables (all integer):
-  y[j]    new replicas of job j placed this round (0, or lo..hi: gangs are all-or-nothing)
-  p[j]    1 if job j gets any new replica
+  z[g]    jobs of group g placed (a group: pending fixed-size gangs of one shape, which are
+          interchangeable, so one count replaces a variable per job; oldest placed first)
+  y[j]    new replicas of a job outside groups (elastic, or partly running): 0 or lo..hi
+  p[j]    1 if that job gets any new replica
   e[j]    1 if running preemptible job j is evicted (whole gang)
   c[s, k] replicas of shape s placed on node class k
   u[k]    nodes used in an empty class k (the rest stay whole for large gangs)
@@ -20,8 +22,16 @@ from gpualloc.solver.capacity import Free
 from gpualloc.solver.instance import Instance, NodeClass
 from gpualloc.solver.lexicographic import Objective, solve_lexicographic
 
+GPU_LEVEL = "gpus@priority="
 # Throughput values are relative (1.0 = baseline); scaled to integers for CP-SAT.
 _THROUGHPUT_SCALE = 10
+
+
+@dataclass
+class _Group:
+    shape: int
+    size: int  # replicas per job
+    jobs: list[int]  # job indexes, oldest first
 
 
 @dataclass
@@ -41,6 +51,8 @@ class AllocationModel:
         self.inst = inst
         self.policy = policy
         self.model = cp_model.CpModel()
+        self.groups: list[_Group] = []
+        self.z: dict[int, cp_model.IntVar] = {}
         self.y: dict[int, cp_model.IntVar] = {}
         self.p: dict[int, cp_model.IntVar] = {}
         self.e: dict[int, cp_model.IntVar] = {}
@@ -56,14 +68,30 @@ class AllocationModel:
 
     # -- variables ---------------------------------------------------------------------
     def _add_job_variables(self) -> None:
+        grouped: dict[tuple[int, int], list[int]] = defaultdict(list)
         for j, state in enumerate(self.inst.jobs):
             if state.hi == 0 or not self.inst.shapes[state.shape].classes:
+                continue
+            if state.lo == state.hi and not state.running:
+                grouped[state.shape, state.hi].append(j)  # jobs are sorted oldest first
                 continue
             y = self.model.new_int_var(0, state.hi, f"y{j}")
             p = self.model.new_bool_var(f"p{j}")
             self.model.add(y >= state.lo * p)
             self.model.add(y <= state.hi * p)
             self.y[j], self.p[j] = y, p
+        for (shape, size), jobs in grouped.items():
+            g = len(self.groups)
+            self.groups.append(_Group(shape, size, jobs))
+            self.z[g] = self.model.new_int_var(0, len(jobs), f"z{g}")
+
+    def _replicas_by_shape(self) -> dict[int, list[cp_model.LinearExprT]]:
+        placed: dict[int, list[cp_model.LinearExprT]] = defaultdict(list)
+        for j, y in self.y.items():
+            placed[self.inst.jobs[j].shape].append(y)
+        for g, z in self.z.items():
+            placed[self.groups[g].shape].append(self.groups[g].size * z)
+        return placed
 
     def _add_eviction_variables(self) -> None:
         for j, state in enumerate(self.inst.jobs):
@@ -77,6 +105,8 @@ class AllocationModel:
         demand: dict[int, int] = defaultdict(int)
         for j in self.y:
             demand[inst.jobs[j].shape] += inst.jobs[j].hi
+        for group in self.groups:
+            demand[group.shape] += group.size * len(group.jobs)
         for s, shape in enumerate(inst.shapes):
             for k in shape.classes:
                 cls = inst.classes[k]
@@ -91,9 +121,7 @@ class AllocationModel:
 
     # -- constraints -------------------------------------------------------------------
     def _link_jobs_to_counts(self) -> None:
-        placed: dict[int, list[cp_model.IntVar]] = defaultdict(list)
-        for j, y in self.y.items():
-            placed[self.inst.jobs[j].shape].append(y)
+        placed = self._replicas_by_shape()
         by_shape: dict[int, list[cp_model.IntVar]] = defaultdict(list)
         for (s, _), var in self.c.items():
             by_shape[s].append(var)
@@ -158,26 +186,49 @@ class AllocationModel:
             s.running_gpus for s in inst.jobs if s.evictable
         )
         levels = sorted({s.job.priority for s in inst.jobs}, reverse=True)
+        group_of = {j: g for g, group in enumerate(self.groups) for j in group.jobs}
         age_terms: list[cp_model.LinearExprT] = []
         age_span = 0
+        bonus: dict[int, int] = {}
         for level in levels:
             members = [j for j, s in enumerate(inst.jobs) if s.job.priority == level]
-            gained = [inst.jobs[j].job.gpus_per_replica * self.y[j] for j in members if j in self.y]
+            gained: list[cp_model.LinearExprT] = [
+                inst.jobs[j].job.gpus_per_replica * self.y[j] for j in members if j in self.y
+            ]
+            gained += [
+                inst.shapes[group.shape].key.gpus * group.size * self.z[g]
+                for g, group in enumerate(self.groups)
+                if inst.shapes[group.shape].key.priority == level
+            ]
             lost = [inst.jobs[j].running_gpus * self.e[j] for j in members if j in self.e]
             span = min(
                 total_free,
                 sum(inst.jobs[j].job.gpus_per_replica * inst.jobs[j].hi for j in members),
             ) + sum(inst.jobs[j].running_gpus for j in members if j in self.e)
-            objs.append(Objective(f"gpus@{level}", sum(gained) - sum(lost), span))
+            objs.append(
+                Objective(
+                    f"{GPU_LEVEL}{level}",
+                    cp_model.LinearExpr.sum(gained) - cp_model.LinearExpr.sum(lost),
+                    span,
+                    separate=True,
+                )
+            )
             # older jobs win ties within a level: the oldest gets the largest bonus
-            ranked = [j for j in members if j in self.p]
-            for rank, j in enumerate(ranked):
-                bonus = len(ranked) - rank
-                age_terms.append(bonus * self.p[j])
-                age_span += bonus
-        objs.append(Objective("age", sum(age_terms), age_span))
+            ranked = [j for j in members if j in self.p or j in group_of]
+            bonus.update({j: len(ranked) - rank for rank, j in enumerate(ranked)})
+            age_terms += [bonus[j] * self.p[j] for j in ranked if j in self.p]
+            age_span += sum(bonus[j] for j in ranked)
+        for g, group in enumerate(self.groups):
+            # a group places its oldest jobs first: bonus = sum of the first z bonuses
+            prefix = [0]
+            for j in group.jobs:
+                prefix.append(prefix[-1] + bonus[j])
+            earned = self.model.new_int_var(0, prefix[-1], f"age{g}")
+            self.model.add_element(self.z[g], prefix, earned)
+            age_terms.append(earned)
+        objs.append(Objective("age", sum(age_terms), age_span, separate=True))
         if self.e:
-            objs.append(Objective("evictions", -sum(self.e.values()), len(self.e)))
+            objs.append(Objective("evictions", -sum(self.e.values()), len(self.e), separate=True))
         objs.extend(self._fragmentation_objectives())
         objs.append(self._throughput_objective(levels))
         return objs
@@ -200,7 +251,7 @@ class AllocationModel:
             for (s, k), upper in self.c_max.items()
         )
         return [
-            Objective("whole-free-gpus", weight * sum(whole), weight * whole_span),
+            Objective("whole-free-gpus", weight * sum(whole), weight * whole_span, separate=True),
             Objective("best-fit", weight * sum(fit), weight * fit_span),
         ]
 
@@ -226,6 +277,8 @@ class AllocationModel:
         for j, y in self.y.items():
             self.model.add_hint(y, new.get(j, 0))
             self.model.add_hint(self.p[j], int(new.get(j, 0) > 0))
+        for g, z in self.z.items():
+            self.model.add_hint(z, sum(1 for j in self.groups[g].jobs if new.get(j, 0) > 0))
 
     def solve(self) -> Solution:
         solver, stages = solve_lexicographic(
@@ -235,15 +288,26 @@ class AllocationModel:
             relative_gap=self.policy.relative_gap,
             num_workers=self.policy.num_workers,
         )
-        first = stages[0]
-        statuses = {s.status for s in stages}
-        status = "OPTIMAL" if statuses == {"OPTIMAL"} else first.status
-        if solver is not None and status != "OPTIMAL":
+        # Headline figures in GPUs held by gpualloc jobs after the plan: the priority-level
+        # stages (each solved with the levels above fixed) plus what already runs.
+        levels = [s for s in stages if s.names[0].startswith(GPU_LEVEL)]
+        running = sum(s.running_gpus for s in self.inst.jobs)
+        objective = running + sum(s.objective for s in levels)
+        bound = running + sum(s.bound for s in levels)
+        if solver is None:
+            status = stages[-1].status
+        elif all(s.status == "OPTIMAL" for s in stages):
+            status = "OPTIMAL"
+        else:
             status = "FEASIBLE"
-        sol = Solution(status, first.objective, first.bound, sum(s.seconds for s in stages))
+        sol = Solution(status, objective, bound, sum(s.seconds for s in stages))
         if solver is None:
             return sol
         sol.new_replicas = {j: solver.value(y) for j, y in self.y.items() if solver.value(y)}
+        for g, z in self.z.items():
+            group = self.groups[g]
+            for j in group.jobs[: solver.value(z)]:
+                sol.new_replicas[j] = group.size
         sol.evicted = {j for j, e in self.e.items() if solver.value(e)}
         sol.counts = {key: solver.value(v) for key, v in self.c.items() if solver.value(v)}
         return sol

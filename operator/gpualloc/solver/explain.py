@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Sequence
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
 
-from gpualloc.model import Job, Node, Placement
+from gpualloc.model import Job, Node, NodeRequirements, Placement
 from gpualloc.solver.capacity import Free
 from gpualloc.solver.eligibility import rejection
 
@@ -49,43 +49,78 @@ def no_eligible_node(job: Job, nodes: Sequence[Node]) -> str | None:
     return f"no node with {need}+ GPUs accepts it ({'; '.join(parts)})"
 
 
-def why_unscheduled(
-    job: Job,
-    needed: int,
-    nodes: Sequence[Node],
-    free: dict[str, Free],
-    placements: Sequence[Placement],
-    jobs_by_key: dict[str, Job],
-    solver_status: str,
-) -> str:
-    """The most specific reason, from never-fits to was-outranked."""
-    static = no_eligible_node(job, nodes)
-    if static:
-        return static
-    need = job.gpus_per_replica
-    usable = [n for n in nodes if rejection(job.requirements, n) is None]
-    slots = sum(free[n.name].gpus // need for n in usable)
-    gang = f"needs {needed} {_unit(job)}{'s' if needed != 1 else ''} x {need} GPUs{_products(job)}"
-    if slots < needed:
-        have = sum(1 for n in usable if free[n.name].gpus >= need)
-        cpu = [free[n.name].cpu_milli for n in usable if free[n.name].gpus >= need]
-        if have and job.cpu_milli > max(cpu):
-            return f"{gang}; nodes with the GPUs free have at most {max(cpu) / 1000:g} CPU free"
-        return f"{gang}; only {_plural(have, 'node')} {'has' if have == 1 else 'have'} {need} free"
-    names = {n.name for n in usable}
-    higher = equal = 0
-    for p in placements:
-        other = jobs_by_key.get(p.job)
-        if p.node not in names or other is None or other.key == job.key:
-            continue
-        if other.priority > job.priority:
-            higher += p.gpus
-        elif other.priority == job.priority:
-            equal += p.gpus
-    if solver_status not in ("OPTIMAL", "FEASIBLE"):
-        return f"{gang}; the solver found no plan in its time limit ({solver_status})"
-    if higher:
-        return f"{gang}; outranked by higher-priority jobs using {higher} GPUs on its nodes"
-    if equal:
-        return f"{gang}; outranked by older or larger jobs of equal priority using {equal} GPUs"
-    return f"{gang}; its nodes' free GPUs went to a better overall plan"
+class Explainer:
+    """Reasons for many jobs at once; work shared by jobs with the same requirements is
+    done once, so explaining thousands of pending jobs stays cheap."""
+
+    def __init__(
+        self,
+        nodes: Sequence[Node],
+        free: Mapping[str, Free],
+        placements: Sequence[Placement],
+        jobs_by_key: Mapping[str, Job],
+        solver_status: str,
+    ) -> None:
+        self.nodes = nodes
+        self.free = free
+        self.status = solver_status
+        self.jobs_by_key = jobs_by_key
+        # GPUs placed per node and priority, to say who outranked a job
+        self.placed: dict[str, Counter[int]] = defaultdict(Counter)
+        for p in placements:
+            other = jobs_by_key.get(p.job)
+            if other is not None:
+                self.placed[p.node][other.priority] += p.gpus
+        self._usable: dict[NodeRequirements, list[Node]] = {}
+        self._static: dict[tuple[NodeRequirements, int], str | None] = {}
+        self._fitting: dict[tuple[NodeRequirements, int], tuple[int, list[Node]]] = {}
+        self._rivals: dict[tuple[NodeRequirements, int], tuple[int, int]] = {}
+
+    def _usable_nodes(self, req: NodeRequirements) -> list[Node]:
+        if req not in self._usable:
+            self._usable[req] = [n for n in self.nodes if rejection(req, n) is None]
+        return self._usable[req]
+
+    def why(self, job: Job, needed: int) -> str:
+        """The most specific reason, from never-fits to was-outranked."""
+        key = (job.requirements, job.gpus_per_replica)
+        if key not in self._static:
+            self._static[key] = no_eligible_node(job, self.nodes)
+        if self._static[key]:
+            return str(self._static[key])
+        need = job.gpus_per_replica
+        req = job.requirements
+        if key not in self._fitting:
+            usable = self._usable_nodes(req)
+            slots = sum(self.free[n.name].gpus // need for n in usable)
+            self._fitting[key] = (slots, [n for n in usable if self.free[n.name].gpus >= need])
+        slots, fitting = self._fitting[key]
+        unit = _unit(job) + ("s" if needed != 1 else "")
+        gang = f"needs {needed} {unit} x {need} GPUs{_products(job)}"
+        if slots < needed:
+            cpu = max((self.free[n.name].cpu_milli for n in fitting), default=0)
+            if fitting and job.cpu_milli > cpu:
+                return f"{gang}; nodes with the GPUs free have at most {cpu / 1000:g} CPU free"
+            verb = "has" if len(fitting) == 1 else "have"
+            return f"{gang}; only {_plural(len(fitting), 'node')} {verb} {need} free"
+        if self.status not in ("OPTIMAL", "FEASIBLE", "HEURISTIC"):
+            return f"{gang}; the solver found no plan in its time limit ({self.status})"
+        higher, equal = self._outranked_by(req, job.priority)
+        if higher:
+            return f"{gang}; outranked by higher-priority jobs using {higher} GPUs on its nodes"
+        if equal:
+            return f"{gang}; outranked by older or larger jobs of equal priority using {equal} GPUs"
+        return f"{gang}; its nodes' free GPUs went to a better overall plan"
+
+    def _outranked_by(self, req: NodeRequirements, priority: int) -> tuple[int, int]:
+        """GPUs placed on the job's nodes by higher- and by equal-priority jobs."""
+        if (req, priority) not in self._rivals:
+            higher = equal = 0
+            for n in self._usable_nodes(req):
+                for other, gpus in self.placed.get(n.name, Counter()).items():
+                    if other > priority:
+                        higher += gpus
+                    elif other == priority:
+                        equal += gpus
+            self._rivals[req, priority] = (higher, equal)
+        return self._rivals[req, priority]

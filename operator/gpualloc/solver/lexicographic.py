@@ -24,10 +24,13 @@ class Objective:
     name: str
     expr: cp_model.LinearExprT
     span: int  # max value - min value; 0 means the term is constant
+    # start a stage of its own, so the relative gap limit applies to this term alone
+    separate: bool = False
 
 
 @dataclass
 class StageResult:
+    names: tuple[str, ...]  # the objectives solved together in this stage
     status: str
     objective: float
     bound: float
@@ -42,7 +45,7 @@ def _stages(objectives: list[Objective]) -> list[list[tuple[Objective, int]]]:
     for obj in objectives:
         if obj.span <= 0:
             continue
-        if current and product * (obj.span + 1) > _MAX_STAGE_RANGE:
+        if current and (obj.separate or product * (obj.span + 1) > _MAX_STAGE_RANGE):
             stages.append(_weigh(current))
             current, product = [], 1
         current.append(obj)
@@ -88,9 +91,13 @@ def solve_lexicographic(
         solver.parameters.relative_gap_limit = relative_gap
         solver.parameters.num_workers = num_workers
         status = solver.solve(model)
+        name = solver.status_name(status)
+        if name == "OPTIMAL" and solver.objective_value < solver.best_objective_bound:
+            name = "FEASIBLE"  # stopped at the relative gap limit, not proven optimal
         results.append(
             StageResult(
-                solver.status_name(status),
+                tuple(obj.name for obj, _ in stage),
+                name,
                 solver.objective_value if status in _FOUND else 0.0,
                 solver.best_objective_bound,
                 solver.wall_time,

@@ -6,9 +6,10 @@ import time
 from collections import defaultdict
 
 from gpualloc.model import Eviction, Plan, Policy, Snapshot, Unscheduled
+from gpualloc.solver.baselines import plan_greedy
 from gpualloc.solver.cpsat import AllocationModel
 from gpualloc.solver.decode import decode
-from gpualloc.solver.explain import why_unscheduled
+from gpualloc.solver.explain import Explainer
 from gpualloc.solver.instance import Instance, build_instance
 
 
@@ -34,12 +35,15 @@ def plan(snapshot: Snapshot, policy: Policy | None = None, previous: Plan | None
     started = time.monotonic()
     inst = build_instance(snapshot, policy)
     model = AllocationModel(inst, policy)
-    if previous is not None:
-        model.hint(*_hint_from(previous, inst))
+    # Warm start: the previous plan keeps re-solves from churning; without one, greedy
+    # best-fit gives a good first solution, so the plan is never worse than best-fit.
+    start = previous if previous is not None else plan_greedy(snapshot, "best-fit", explain=False)
+    model.hint(*_hint_from(start, inst))
     sol = model.solve()
     placements, placed = decode(inst, sol)
 
     jobs_by_key = {j.key: j for j in snapshot.jobs}
+    explainer = Explainer(snapshot.nodes, inst.free_by_node, placements, jobs_by_key, sol.status)
     evictions = []
     unscheduled = []
     for j, state in enumerate(inst.jobs):
@@ -50,15 +54,7 @@ def plan(snapshot: Snapshot, policy: Policy | None = None, previous: Plan | None
             )
             unscheduled.append(Unscheduled(job.key, "preempted; waits to be placed again"))
         elif not state.running and j not in placed:
-            reason = why_unscheduled(
-                job,
-                state.lo or job.min_replicas,
-                snapshot.nodes,
-                inst.free_by_node,
-                placements,
-                jobs_by_key,
-                sol.status,
-            )
+            reason = explainer.why(job, state.lo or job.min_replicas)
             unscheduled.append(Unscheduled(job.key, reason))
     return Plan(
         status=sol.status,
