@@ -21,9 +21,11 @@ def main() -> None:
 
 
 def _register() -> None:
+    from gpualloc.cli_bench import bench_group
     from gpualloc.cli_plan import plan_command
 
     main.add_command(plan_command)
+    main.add_command(bench_group)
 
 
 _register()

@@ -168,6 +168,8 @@ class Plan:
     placements: tuple[Placement, ...] = ()
     evictions: tuple[Eviction, ...] = ()
     unscheduled: tuple[Unscheduled, ...] = ()
+    # priority -> proven upper bound on GPUs its jobs can hold (given higher levels)
+    level_bounds: Mapping[int, float] = field(default_factory=dict)
 
     @property
     def gap(self) -> float:

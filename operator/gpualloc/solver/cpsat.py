@@ -44,6 +44,8 @@ class Solution:
     evicted: set[int] = field(default_factory=set)
     # (shape, class) -> replicas placed there
     counts: dict[tuple[int, int], int] = field(default_factory=dict)
+    # priority -> proven upper bound on GPUs held at that level (given the levels above)
+    level_bounds: dict[int, float] = field(default_factory=dict)
 
 
 class AllocationModel:
@@ -301,6 +303,10 @@ class AllocationModel:
         else:
             status = "FEASIBLE"
         sol = Solution(status, objective, bound, sum(s.seconds for s in stages))
+        for stage in levels:
+            level = int(stage.names[0].removeprefix(GPU_LEVEL))
+            held = sum(s.running_gpus for s in self.inst.jobs if s.job.priority == level)
+            sol.level_bounds[level] = held + stage.bound
         if solver is None:
             return sol
         sol.new_replicas = {j: solver.value(y) for j, y in self.y.items() if solver.value(y)}

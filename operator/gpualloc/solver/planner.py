@@ -64,4 +64,5 @@ def plan(snapshot: Snapshot, policy: Policy | None = None, previous: Plan | None
         placements=tuple(placements),
         evictions=tuple(evictions),
         unscheduled=tuple(sorted(unscheduled, key=lambda u: u.job)),
+        level_bounds=sol.level_bounds,
     )
