@@ -81,7 +81,7 @@ build_component() {
     rm -rf "$tmp" "$work"
     say "[$STEP/$TOTAL] $comp $v: FAILED after $(elapsed "$t0"); last lines of $log:"
     tail -n 20 "$log" | sed 's/^/    /'
-    echo "$(date -u +%FT%TZ) $comp $v (exit $RUN_RC): $(grep -m1 -iE 'error|cannot|invalid|fail' "$log" || tail -n1 "$log")" \
+    echo "$(date -u +%FT%TZ) $comp $v (exit $RUN_RC): $(tail -n 3 "$log" | tr -s "\n\t" "  ")" \
       >>"$BIN/build-failures.log"
   done
   say "[$STEP/$TOTAL] $comp: no candidate version built ($*)"

@@ -208,20 +208,24 @@ def pick_ports() -> dict[str, int]:
     return ports
 
 
-def _alive(pid: int) -> bool:
-    """True if pid runs (a zombie counts as gone: here PID 1 does not reap orphans)."""
+def _stat(pid: int) -> list[str]:
+    """Fields of /proc/<pid>/stat after the command name ([0] is the state), or []."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return []
+
+
+def _alive(pid: int) -> bool:
+    """True if pid runs (a zombie counts as gone: PID 1 here reaps orphans only lazily)."""
+    stat = _stat(pid)
+    return bool(stat) and stat[0] != "Z"
+
+
+def _start_time(pid: int) -> str:
+    """Start time of pid in clock ticks since boot: with the pid, it identifies the process."""
+    stat = _stat(pid)
+    return stat[19] if stat else ""
 
 
 def _kubectl_json(kubectl: Path, kubeconfig: Path, *args: str) -> Any:
@@ -279,12 +283,13 @@ class Cluster:
     def pid(self, name: str) -> int | None:
         """The pid of a component we started, if it still runs that component."""
         try:
-            pid = int((self.pids / f"{name}.pid").read_text())
+            pid_s, started = (self.pids / f"{name}.pid").read_text().split()
+            pid = int(pid_s)
         except (OSError, ValueError):
             return None
-        # argv[0] is the link in *this* state dir, so a reused pid or another cluster's
-        # process never matches.
-        if _alive(pid) and _cmdline(pid)[:1] == [str(self.bin / name)]:
+        # The start time recorded at spawn makes a reused pid never match. (Not argv: right
+        # after exec /proc/<pid>/cmdline can still be empty.)
+        if _alive(pid) and _start_time(pid) == started:
             return pid
         return None
 
@@ -513,7 +518,7 @@ class Cluster:
             start_new_session=True,
         )
         logf.close()
-        (self.pids / f"{name}.pid").write_text(f"{proc.pid}\n")
+        (self.pids / f"{name}.pid").write_text(f"{proc.pid} {_start_time(proc.pid)}\n")
 
     def _start_and_wait(self, name: str, timeout: float) -> None:
         t0 = time.monotonic()
@@ -545,6 +550,9 @@ class Cluster:
         t0 = time.monotonic()
         if self.healthy():
             log(f"already running and healthy ({self.state}); nothing to do")
+            running = self.state / "profile.yaml"
+            if load_profile(running) != load_profile(profile_path):
+                log(f"note: it runs the profile in {running}, not {profile_path}; `down` first")
             return
         if self.state.exists():
             log(f"found a stale or unhealthy cluster in {self.state}: tearing it down first")
@@ -578,7 +586,7 @@ class Cluster:
                 60,
                 "kube-controller-manager",
             )
-        except Exception as e:
+        except BaseException as e:  # including Ctrl-C: leave no half-started cluster behind
             log(
                 f"FAILED: {e}"
                 + (f"\n{e.stderr}" if isinstance(e, subprocess.CalledProcessError) else "")
