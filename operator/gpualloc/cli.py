@@ -23,8 +23,10 @@ def main() -> None:
 def _register() -> None:
     from gpualloc.cli_bench import bench_group
     from gpualloc.cli_plan import plan_command
+    from gpualloc.cli_run import run_command
 
     main.add_command(plan_command)
+    main.add_command(run_command)
     main.add_command(bench_group)
 
 

@@ -71,7 +71,7 @@ def _int(spec: Mapping[str, Any], key: str, obj: Obj, field: str, minimum: int) 
     return value
 
 
-def _timestamp(obj: Obj) -> float:
+def created_at(obj: Obj) -> float:
     stamp = (obj.get("metadata") or {}).get("creationTimestamp")
     if isinstance(stamp, datetime):
         return stamp.timestamp()
@@ -294,7 +294,7 @@ def job_from_k8s(obj: Obj, nodes: Sequence[Node] = (), desired: int | None = Non
         cpu_milli=cpu,
         memory_mib=mem,
         preemptible=bool(spec.get("preemptible", False)),
-        created=_timestamp(obj),
+        created=created_at(obj),
         requirements=req,
     )
 

@@ -1,0 +1,182 @@
+"""Kopf handlers: watch what can change the best plan and wake the planning loop.
+
+Handlers only mark the cluster dirty (no writes), so every replica may run them; the
+loop plans and acts only on the replica holding the leader lease. Shared state lives in
+Kopf's `memo`, not in module globals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from typing import Any
+
+import kopf
+
+from gpualloc.controller.leader import LeaderElector
+from gpualloc.controller.reconcile import Reconciler
+from gpualloc.k8s.client import Kube
+from gpualloc.metrics import exported as metrics
+
+log = logging.getLogger("gpualloc.controller")
+
+
+class Controller:
+    """The debounced planning loop plus leader election."""
+
+    def __init__(self, kube: Kube, elector: LeaderElector, debounce: float, resync: float) -> None:
+        self.kube = kube
+        self.elector = elector
+        self.reconciler = Reconciler(kube)
+        self.debounce = debounce
+        self.resync = resync
+        self.dirty = asyncio.Event()
+        self.fingerprints: dict[str, Any] = {}
+        self.rounds = 0
+
+    def poke(self, key: str | None = None, fingerprint: Any = None) -> None:
+        """Mark dirty; with a key, only when what matters about that object changed."""
+        if key is not None:
+            if self.fingerprints.get(key) == fingerprint:
+                return
+            if fingerprint is None:
+                self.fingerprints.pop(key, None)
+            else:
+                self.fingerprints[key] = fingerprint
+        self.dirty.set()
+
+    async def run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):  # a timeout is the periodic re-plan
+                await asyncio.wait_for(self.dirty.wait(), timeout=self.resync)
+            await asyncio.sleep(self.debounce)  # batch what changes meanwhile
+            self.dirty.clear()
+            try:
+                leading = await asyncio.to_thread(self.elector.try_acquire_or_renew)
+            except Exception:
+                log.exception("leader election failed")
+                leading = False
+            metrics.IS_LEADER.set(1 if leading else 0)
+            if not leading:
+                continue
+            try:
+                stats = await asyncio.to_thread(self.reconciler.run_round)
+                metrics.record_round(stats)
+                self.rounds += 1
+                self._apply_policy_timing(stats.policy_spec)
+            except Exception:
+                log.exception("planning round failed; retrying")
+                metrics.ROUND_ERRORS.inc()
+                await asyncio.sleep(1)
+                self.dirty.set()
+
+    async def renew(self) -> None:
+        """Keep the lease while idle; a new leader plans at once."""
+        while True:
+            await asyncio.sleep(self.elector.duration / 3)
+            was = self.elector.leading
+            try:
+                now = await asyncio.to_thread(self.elector.try_acquire_or_renew)
+            except Exception:
+                log.exception("lease renewal failed")
+                continue
+            metrics.IS_LEADER.set(1 if now else 0)
+            if now and not was:
+                self.dirty.set()
+
+    def _apply_policy_timing(self, spec: dict[str, Any]) -> None:
+        self.debounce = float(spec.get("debounceSeconds", self.debounce))
+        self.resync = float(spec.get("resyncSeconds", self.resync))
+
+
+def _controller(memo: Any) -> Controller:
+    controller: Controller = memo.controller
+    return controller
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    settings.watching.server_timeout = int(os.environ.get("GPUALLOC_WATCH_TIMEOUT", "60"))
+    settings.posting.level = logging.WARNING
+    kube = Kube()
+    identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+    namespace = os.environ.get("GPUALLOC_LEASE_NAMESPACE", "default")
+    elector = LeaderElector(kube, namespace, identity)
+    controller = Controller(
+        kube,
+        elector,
+        debounce=float(os.environ.get("GPUALLOC_DEBOUNCE_SECONDS", "1")),
+        resync=float(os.environ.get("GPUALLOC_RESYNC_SECONDS", "60")),
+    )
+    memo.controller = controller
+    memo.tasks = [asyncio.create_task(controller.run()), asyncio.create_task(controller.renew())]
+    controller.dirty.set()
+    log.info("gpualloc controller started as %s (lease %s/gpualloc-leader)", identity, namespace)
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: Any, **_: Any) -> None:
+    for task in getattr(memo, "tasks", []):
+        task.cancel()
+    controller = getattr(memo, "controller", None)
+    if controller is not None:
+        await asyncio.to_thread(controller.elector.release)
+
+
+@kopf.on.event("gpualloc.io", "v1alpha1", "llmtrainingjobs")
+@kopf.on.event("gpualloc.io", "v1alpha1", "llminferencejobs")
+async def job_changed(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
+    meta = body.get("metadata", {})
+    key = f"job/{meta.get('namespace')}/{meta.get('name')}"
+    # spec changes (incl. kubectl scale) bump the generation; our status writes do not
+    fingerprint = None if type == "DELETED" else meta.get("generation")
+    _controller(memo).poke(key, fingerprint)
+
+
+@kopf.on.event("gpualloc.io", "v1alpha1", "allocationpolicies")
+async def policy_changed(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
+    meta = body.get("metadata", {})
+    fingerprint = None if type == "DELETED" else meta.get("generation")
+    _controller(memo).poke(f"policy/{meta.get('name')}", fingerprint)
+
+
+@kopf.on.event("", "v1", "nodes")
+async def node_changed(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
+    meta, spec, status = body.get("metadata", {}), body.get("spec", {}), body.get("status", {})
+    fingerprint = (
+        None
+        if type == "DELETED"
+        else (
+            tuple(sorted((meta.get("labels") or {}).items())),
+            bool(spec.get("unschedulable")),
+            tuple(
+                sorted(
+                    (t.get("key"), t.get("value"), t.get("effect"))
+                    for t in spec.get("taints") or []
+                )
+            ),
+            tuple(sorted((status.get("allocatable") or {}).items())),
+        )
+    )
+    _controller(memo).poke(f"node/{meta.get('name')}", fingerprint)
+
+
+@kopf.on.event("", "v1", "pods")
+async def pod_changed(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
+    meta, spec, status = body.get("metadata", {}), body.get("spec", {}), body.get("status", {})
+    key = f"pod/{meta.get('namespace')}/{meta.get('name')}"
+    # bound / finished / failed / deleted: capacity changed. Running after bound: no news.
+    phase = status.get("phase")
+    fingerprint = (
+        None
+        if type == "DELETED"
+        else (
+            spec.get("nodeName"),
+            phase if phase in ("Succeeded", "Failed") else None,
+            bool(meta.get("deletionTimestamp")),
+        )
+    )
+    _controller(memo).poke(key, fingerprint)

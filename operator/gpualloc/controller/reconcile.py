@@ -1,0 +1,232 @@
+"""One planning round: watch -> snapshot -> plan -> actuate -> report.
+
+The round reads everything fresh from the API (so it always sees its own writes and a
+restarted operator starts from the cluster's state, never from memory), then acts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from gpualloc.controller.pods import build_pod, build_service, is_gated, placement_patch, pod_name
+from gpualloc.controller.status import Outcome, job_report, status_changed
+from gpualloc.k8s.client import Kube, now
+from gpualloc.k8s.convert import JOB_LABEL, SpecError, job_from_k8s, node_from_k8s, policy_from_k8s
+from gpualloc.k8s.snapshot import build_snapshot
+from gpualloc.model import JobKind, Plan, Policy, Snapshot
+from gpualloc.solver import plan as solve
+
+log = logging.getLogger("gpualloc.round")
+Obj = dict[str, Any]
+
+
+@dataclass
+class RoundStats:
+    status: str = "NONE"
+    seconds: float = 0.0
+    solve_seconds: float = 0.0
+    gap: float = 0.0
+    created: int = 0
+    placed: int = 0
+    evicted_jobs: int = 0
+    plan: Plan | None = None
+    snapshot: Snapshot = field(default_factory=lambda: Snapshot((), (), ()))
+    policy: Policy = field(default_factory=Policy)
+    policy_spec: Obj = field(default_factory=dict)
+    nodes: list[Obj] = field(default_factory=list)
+    jobs: list[Obj] = field(default_factory=list)
+    phases: dict[str, str] = field(default_factory=dict)  # job key -> phase
+
+
+def _key(obj: Obj) -> str:
+    meta = obj["metadata"]
+    return f"{meta.get('namespace', 'default')}/{meta['name']}"
+
+
+def _finished(job: Obj, pods: list[Obj], workers: int) -> bool:
+    """A training gang that failed or completed needs no GPUs any more."""
+    if job["kind"] != JobKind.TRAINING:
+        return False
+    if (job.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        return True
+    phases = [(p.get("status") or {}).get("phase") for p in pods]
+    return "Failed" in phases or (len(phases) >= workers and all(p == "Succeeded" for p in phases))
+
+
+class Reconciler:
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+        self.previous: Plan | None = None
+        self.unhealthy_gpus: dict[str, int] = {}  # node -> count, from Prometheus
+        self.desired_replicas: dict[str, int] = {}  # inference job key -> autoscaled count
+
+    # -- 1. watch: read the cluster -------------------------------------------------------
+    def run_round(self) -> RoundStats:
+        started = time.monotonic()
+        stats = RoundStats()
+        nodes = self.kube.list_nodes()
+        pods = self.kube.list_pods()
+        jobs = self.kube.list_jobs()
+        policy_obj = self.kube.get_policy()
+        stats.policy = policy_from_k8s(policy_obj)
+        stats.policy_spec = (policy_obj or {}).get("spec") or {}
+        stats.nodes, stats.jobs = nodes, jobs
+        node_names = {n["metadata"]["name"] for n in nodes}
+        gpu_nodes = [m for m in (node_from_k8s(n) for n in nodes) if m is not None]
+
+        pods_of: dict[str, list[Obj]] = defaultdict(list)
+        for pod in pods:
+            job = ((pod.get("metadata") or {}).get("labels") or {}).get(JOB_LABEL)
+            if job:
+                pods_of[f"{pod['metadata'].get('namespace', 'default')}/{job}"].append(pod)
+
+        outcomes: dict[str, Outcome] = {}
+        active: list[Obj] = []
+        desired_of: dict[str, int] = {}
+        for job in jobs:
+            key = _key(job)
+            try:
+                model = job_from_k8s(job, gpu_nodes, self.desired_replicas.get(key))
+            except SpecError as err:
+                outcomes[key] = Outcome(invalid=str(err))
+                continue
+            desired_of[key] = model.replicas
+            if _finished(job, pods_of[key], model.replicas):
+                continue
+            # -- pods whose node is gone are lost: re-place them (a gang restarts whole)
+            lost = [
+                p
+                for p in pods_of[key]
+                if (p.get("spec") or {}).get("nodeName") not in (None, *node_names)
+            ]
+            failed_replicas = [
+                p
+                for p in pods_of[key]
+                if job["kind"] == JobKind.INFERENCE
+                and (p.get("status") or {}).get("phase") == "Failed"
+            ]
+            if lost or failed_replicas:
+                doomed = (
+                    pods_of[key]
+                    if (lost and job["kind"] == JobKind.TRAINING)
+                    else [*lost, *failed_replicas]
+                )
+                self._delete_pods(doomed, grace=0)
+                gone = {p["metadata"]["name"] for p in doomed}
+                pods_of[key] = [p for p in pods_of[key] if p["metadata"]["name"] not in gone]
+                outcomes[key] = Outcome(lost=bool(lost))
+            stats.created += self._ensure_pods(
+                job, pods_of[key], model.replicas, model.gpus_per_replica
+            )
+            active.append(job)
+
+        # -- 2. snapshot (pods re-listed: those just created are gated and hold nothing)
+        pods = self.kube.list_pods() if stats.created else pods
+        pods_of = defaultdict(list)
+        for pod in pods:
+            job = ((pod.get("metadata") or {}).get("labels") or {}).get(JOB_LABEL)
+            if job:
+                pods_of[f"{pod['metadata'].get('namespace', 'default')}/{job}"].append(pod)
+        snapshot = build_snapshot(
+            nodes, pods, active, self.unhealthy_gpus, {k: v for k, v in desired_of.items()}
+        )
+
+        stats.snapshot = snapshot
+        # -- 3. plan
+        result = solve(snapshot, stats.policy, self.previous)
+        self.previous = result
+        stats.plan, stats.status = result, result.status
+        stats.solve_seconds, stats.gap = result.solve_seconds, result.gap
+
+        # -- 4. actuate: evict whole victim gangs, then pin and ungate placed pods
+        evicted = {e.job: e.reason for e in result.evictions}
+        for key in evicted:
+            self._delete_pods(pods_of[key], grace=0)
+            pods_of[key] = []
+        stats.evicted_jobs = len(evicted)
+        by_name = {(_key(p)): p for p in pods}
+        patches: list[tuple[Obj, str]] = []
+        placed: dict[str, dict[int, tuple[str, int]]] = defaultdict(dict)
+        kinds = {_key(j): j["kind"] for j in active}
+        for p in result.placements:
+            ns, name = p.job.split("/", 1)
+            target = by_name.get(f"{ns}/{pod_name(name, kinds[p.job], p.replica)}")
+            if target is not None and is_gated(target):
+                patches.append((target, p.node))
+                placed[p.job][p.replica] = (p.node, p.gpus)
+        list(self.kube.map(self._pin, patches))
+        stats.placed = len(patches)
+
+        # -- 5. report
+        reasons = {u.job: u.reason for u in result.unscheduled}
+        stamp = now()
+        for job in jobs:
+            key = _key(job)
+            outcome = outcomes.get(key, Outcome())
+            outcome = replace(
+                outcome,
+                placed=placed.get(key, {}),
+                unscheduled=reasons.get(key),
+                evicted=evicted.get(key),
+            )
+            report = job_report(job, pods_of[key], outcome, desired_of.get(key, 0), stamp)
+            stats.phases[key] = report.status["phase"]
+            if status_changed(job.get("status") or {}, report.status):
+                meta = job["metadata"]
+                self.kube.patch_job_status(
+                    job["kind"], meta.get("namespace", "default"), meta["name"], report.status
+                )
+            for type_, reason, message in report.events:
+                self.kube.event(job, reason, message, type_)
+        stats.seconds = time.monotonic() - started
+        log.info(
+            "round: %s in %.2fs (solve %.2fs): %d jobs, %d pods created, %d placed, "
+            "%d evicted, %d unscheduled",
+            result.status,
+            stats.seconds,
+            result.solve_seconds,
+            len(jobs),
+            stats.created,
+            stats.placed,
+            len(evicted),
+            len(result.unscheduled),
+        )
+        return stats
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _ensure_pods(self, job: Obj, pods: list[Obj], replicas: int, gpus: int) -> int:
+        """Create the missing gated pods (adopting existing ones by name); drop extras."""
+        kind = job["kind"]
+        existing = {p["metadata"]["name"]: p for p in pods}
+        if kind == JobKind.TRAINING:
+            self.kube.create_service(build_service(job))
+        missing = [
+            build_pod(job, i, gpus, replicas)
+            for i in range(replicas)
+            if pod_name(job["metadata"]["name"], kind, i) not in existing
+        ]
+        extras = [p for p in pods if _replica_index(p) >= replicas]
+        if extras:  # scaled down: the highest replicas go first
+            self._delete_pods(extras, grace=None)
+        return sum(1 for created in self.kube.map(self.kube.create_pod, missing) if created)
+
+    def _pin(self, item: tuple[Obj, str]) -> None:
+        pod, node = item
+        meta = pod["metadata"]
+        self.kube.json_patch_pod(meta["namespace"], meta["name"], placement_patch(pod, node))
+
+    def _delete_pods(self, pods: list[Obj], grace: int | None) -> None:
+        def delete(pod: Obj) -> None:
+            meta = pod["metadata"]
+            self.kube.delete_pod(meta["namespace"], meta["name"], grace)
+
+        list(self.kube.map(delete, pods))
+
+
+def _replica_index(pod: Obj) -> int:
+    value = ((pod.get("metadata") or {}).get("labels") or {}).get("gpualloc.io/replica", "0")
+    return int(value) if str(value).isdigit() else 0

@@ -1,0 +1,185 @@
+"""Pure: a job's status and the Events to post, from its pods and this round's plan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from gpualloc.controller.pods import is_gated
+from gpualloc.k8s.convert import JOB_LABEL, committed_node
+from gpualloc.model import JobKind
+
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What this round decided for one job."""
+
+    placed: dict[int, tuple[str, int]] = field(default_factory=dict)  # replica -> (node, gpus)
+    unscheduled: str | None = None  # the planner's reason
+    evicted: str | None = None  # eviction reason
+    lost: bool = False  # pods were lost (node gone) and are being re-placed
+    invalid: str | None = None  # the spec could not be used
+
+
+@dataclass(frozen=True)
+class Report:
+    status: Obj
+    events: list[tuple[str, str, str]]  # (type, reason, message)
+
+
+def _replica(pod: Obj) -> int:
+    value = ((pod.get("metadata") or {}).get("labels") or {}).get("gpualloc.io/replica", "0")
+    return int(value) if str(value).isdigit() else 0
+
+
+def _condition(
+    type_: str,
+    ok: bool,
+    reason: str,
+    message: str,
+    previous: list[Obj],
+    generation: int,
+    stamp: str,
+) -> Obj:
+    status = "True" if ok else "False"
+    old = next((c for c in previous if c.get("type") == type_), None)
+    changed = old is None or old.get("status") != status
+    return {
+        "type": type_,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": stamp if changed or old is None else old.get("lastTransitionTime"),
+        "observedGeneration": generation,
+    }
+
+
+def job_report(job: Obj, pods: list[Obj], outcome: Outcome, desired: int, stamp: str) -> Report:
+    """New status for `job` and the Events its change deserves."""
+    meta = job["metadata"]
+    old: Obj = job.get("status") or {}
+    old_phase = old.get("phase", "Pending")
+    generation = int(meta.get("generation", 1))
+    training = job["kind"] == JobKind.TRAINING
+    spec = job.get("spec") or {}
+    minimum = (
+        int(spec.get("minWorkers") or spec.get("workers") or 1)
+        if training
+        else int(spec.get("minReplicas", 1) or 1)
+    )
+
+    live = [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
+    phases = [(p.get("status") or {}).get("phase", "Pending") for p in live]
+    allocation: dict[int, tuple[str, int]] = {}
+    for pod in live:
+        node = committed_node(pod)
+        if (
+            node
+            and not is_gated(pod)
+            and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+        ):
+            gpus = sum(
+                int(((c.get("resources") or {}).get("limits") or {}).get("nvidia.com/gpu", 0))
+                for c in (pod.get("spec") or {}).get("containers") or []
+            )
+            allocation[_replica(pod)] = (node, gpus)
+    allocation.update(outcome.placed)
+    running = sum(1 for ph in phases if ph == "Running")
+
+    message = ""
+    if outcome.invalid:
+        phase, message = "Failed", outcome.invalid
+    elif training and "Failed" in phases:
+        phase, message = "Failed", "a worker failed"
+    elif training and phases and len(phases) >= desired and all(p == "Succeeded" for p in phases):
+        phase, message = "Succeeded", "all workers succeeded"
+    elif outcome.evicted:
+        phase, message = "Preempted", outcome.evicted
+    elif allocation and len(allocation) >= minimum:
+        phase = (
+            "Running"
+            if running >= min(minimum, len(allocation)) and running >= len(allocation)
+            else "Allocated"
+        )
+        message = f"{len(allocation)}/{desired} placed"
+    elif outcome.unscheduled:
+        keep = old_phase == "Preempted" and outcome.unscheduled.startswith("preempted")
+        phase = "Preempted" if keep else "Unschedulable"
+        message = old.get("message", "") if keep else outcome.unscheduled
+    else:
+        phase, message = "Pending", "waiting for the next planning round"
+    if phase in ("Succeeded", "Failed"):
+        allocation = {}
+
+    nodes = sorted({node for node, _ in allocation.values()})
+    previous = old.get("conditions") or []
+    status: Obj = {
+        "phase": phase,
+        "message": message,
+        "gpus": sum(g for _, g in allocation.values()),
+        "placed": len(allocation),
+        "nodes": ",".join(nodes),
+        "desiredReplicas": desired,
+        "selector": f"{JOB_LABEL}={meta['name']}",
+        "observedGeneration": generation,
+        "allocation": [
+            {"replica": r, "node": n, "gpus": g} for r, (n, g) in sorted(allocation.items())
+        ],
+        "conditions": [
+            _condition(
+                "Allocated",
+                bool(allocation),
+                "Placed" if allocation else phase,
+                message,
+                previous,
+                generation,
+                stamp,
+            ),
+            _condition(
+                "Ready",
+                phase in ("Running", "Succeeded"),
+                phase,
+                message,
+                previous,
+                generation,
+                stamp,
+            ),
+        ],
+    }
+
+    events: list[tuple[str, str, str]] = []
+    where = ", ".join(nodes)
+    if phase in ("Allocated", "Running") and old_phase not in ("Allocated", "Running"):
+        again = bool(old.get("allocation")) or old_phase == "Preempted" or outcome.lost
+        events.append(
+            (
+                "Normal",
+                "Rescheduled" if again else "Allocated",
+                f"placed {len(allocation)} x {status['gpus'] // max(1, len(allocation))}"
+                f" GPUs on {where}",
+            )
+        )
+    elif outcome.lost and phase not in ("Failed", "Succeeded"):
+        events.append(("Warning", "Rescheduled", "pods lost with their node; placing again"))
+    if phase == "Unschedulable" and (old_phase != "Unschedulable" or old.get("message") != message):
+        events.append(("Warning", "Unschedulable", message))
+    if outcome.evicted:
+        events.append(("Warning", "Preempted", outcome.evicted))
+    if phase in ("Succeeded", "Failed") and old_phase != phase:
+        events.append(("Normal" if phase == "Succeeded" else "Warning", phase, message))
+    return Report(status, events)
+
+
+def status_changed(old: Obj, new: Obj) -> bool:
+    """Ignore timestamps: write the status only when something a user sees changed."""
+
+    def strip(s: Obj) -> Obj:
+        conds = [
+            {k: v for k, v in c.items() if k != "lastTransitionTime"}
+            for c in s.get("conditions") or []
+        ]
+        return {**s, "conditions": conds}
+
+    return strip(old or {}) != strip(new)

@@ -1,0 +1,196 @@
+"""The one module that talks to the Kubernetes API (besides Kopf's own watches).
+
+Everything returns and takes plain dicts, so the rest of the operator never sees client
+models. Calls are synchronous; the controller runs them in worker threads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from gpualloc.k8s.convert import GROUP
+
+VERSION = "v1alpha1"
+PLURALS = {"LLMTrainingJob": "llmtrainingjobs", "LLMInferenceJob": "llminferencejobs"}
+Obj = dict[str, Any]
+
+
+def load_config(kubeconfig: str | None = None) -> None:
+    """--kubeconfig, then $KUBECONFIG / ~/.kube/config, then the in-cluster service account."""
+    path = kubeconfig or os.environ.get("KUBECONFIG")
+    if path or os.path.exists(os.path.expanduser("~/.kube/config")):
+        config.load_kube_config(config_file=path)  # type: ignore[no-untyped-call]
+    else:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Kube:
+    """Thin typed wrapper over the client: list, create, patch, delete, events, leases."""
+
+    def __init__(self, api_client: client.ApiClient | None = None, threads: int = 16) -> None:
+        conn = api_client or client.ApiClient()
+        # many concurrent pod patches: one connection per worker thread
+        conn.rest_client.pool_manager.connection_pool_kw["maxsize"] = threads
+        # Any: the APIs are fed and read as plain dicts, not the client's model classes
+        self.core: Any = client.CoreV1Api(conn)
+        self.custom: Any = client.CustomObjectsApi(conn)
+        self.coordination: Any = client.CoordinationV1Api(conn)
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kube")
+
+    # -- reads (raw JSON: much faster than building client models for thousands of pods)
+    @staticmethod
+    def _items(response: Any, kind: str) -> list[Obj]:
+        items: list[Obj] = json.loads(response.data)["items"]
+        for item in items:
+            item.setdefault("kind", kind)
+        return items
+
+    def list_nodes(self) -> list[Obj]:
+        return self._items(self.core.list_node(_preload_content=False), "Node")
+
+    def list_pods(self) -> list[Obj]:
+        """Every pod in the cluster: unmanaged pods also use GPUs."""
+        return self._items(self.core.list_pod_for_all_namespaces(_preload_content=False), "Pod")
+
+    def list_jobs(self) -> list[Obj]:
+        jobs: list[Obj] = []
+        for kind, plural in PLURALS.items():
+            resp = self.custom.list_cluster_custom_object(
+                GROUP, VERSION, plural, _preload_content=False
+            )
+            jobs.extend(self._items(resp, kind))
+        return jobs
+
+    def get_policy(self, name: str = "default") -> Obj | None:
+        try:
+            resp = self.custom.get_cluster_custom_object(
+                GROUP, VERSION, "allocationpolicies", name, _preload_content=False
+            )
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+        policy: Obj = json.loads(resp.data)
+        return policy
+
+    # -- writes
+    def create_pod(self, pod: Obj) -> bool:
+        """False if it already exists (adopted, never duplicated)."""
+        try:
+            self.core.create_namespaced_pod(pod["metadata"]["namespace"], pod)
+        except ApiException as err:
+            if err.status == 409:
+                return False
+            raise
+        return True
+
+    def create_service(self, svc: Obj) -> None:
+        try:
+            self.core.create_namespaced_service(svc["metadata"]["namespace"], svc)
+        except ApiException as err:
+            if err.status != 409:
+                raise
+
+    def json_patch_pod(self, namespace: str, name: str, ops: list[Obj]) -> None:
+        # a list body is sent as application/json-patch+json
+        self.core.patch_namespaced_pod(name, namespace, ops, _preload_content=False)
+
+    def delete_pod(self, namespace: str, name: str, grace_seconds: int | None = None) -> None:
+        try:
+            self.core.delete_namespaced_pod(name, namespace, grace_period_seconds=grace_seconds)
+        except ApiException as err:
+            if err.status != 404:
+                raise
+
+    def patch_job_status(self, kind: str, namespace: str, name: str, status: Obj) -> None:
+        try:
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, PLURALS[kind], name, {"status": status}
+            )
+        except ApiException as err:
+            if err.status != 404:  # deleted meanwhile
+                raise
+
+    def patch_policy_status(self, name: str, status: Obj) -> None:
+        try:
+            self.custom.patch_cluster_custom_object_status(
+                GROUP, VERSION, "allocationpolicies", name, {"status": status}
+            )
+        except ApiException as err:
+            if err.status != 404:
+                raise
+
+    def event(self, obj: Obj, reason: str, message: str, type_: str = "Normal") -> None:
+        """A core/v1 Event on `obj`, as `kubectl describe` shows them."""
+        meta = obj["metadata"]
+        stamp = now()
+        self.core.create_namespaced_event(
+            meta.get("namespace", "default"),
+            {
+                "metadata": {
+                    "generateName": f"{meta['name']}.",
+                    "namespace": meta.get("namespace", "default"),
+                },
+                "involvedObject": {
+                    "apiVersion": obj.get("apiVersion"),
+                    "kind": obj.get("kind"),
+                    "name": meta["name"],
+                    "namespace": meta.get("namespace"),
+                    "uid": meta.get("uid"),
+                },
+                "reason": reason,
+                "message": message[:1024],
+                "type": type_,
+                "source": {"component": "gpualloc"},
+                "reportingComponent": "gpualloc",
+                "firstTimestamp": stamp,
+                "lastTimestamp": stamp,
+                "count": 1,
+            },
+        )
+
+    # -- leases (leader election)
+    def read_lease(self, namespace: str, name: str) -> Obj | None:
+        try:
+            resp = self.coordination.read_namespaced_lease(name, namespace, _preload_content=False)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+        lease: Obj = json.loads(resp.data)
+        return lease
+
+    def create_lease(self, namespace: str, lease: Obj) -> bool:
+        try:
+            self.coordination.create_namespaced_lease(namespace, lease)
+        except ApiException as err:
+            if err.status == 409:
+                return False
+            raise
+        return True
+
+    def replace_lease(self, namespace: str, name: str, lease: Obj) -> bool:
+        """Optimistic: False when someone else changed it first (resourceVersion)."""
+        try:
+            self.coordination.replace_namespaced_lease(name, namespace, lease)
+        except ApiException as err:
+            if err.status == 409:
+                return False
+            raise
+        return True
+
+    def map(self, fn: Any, items: list[Any]) -> Iterator[Any]:
+        """Run `fn` over items on the worker threads (many small API calls at once)."""
+        return self.pool.map(fn, items)

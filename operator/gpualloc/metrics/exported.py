@@ -1,0 +1,143 @@
+"""Metrics gpualloc exports for Prometheus. Names follow Prometheus conventions: the
+`gpualloc_` prefix, base units, `_total` for counters, `_seconds` for durations.
+
+One verb-named helper per event keeps the call sites in the controller one line each.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from typing import Any
+
+from prometheus_client import Counter as PromCounter
+from prometheus_client import Gauge, Histogram
+
+from gpualloc.k8s.convert import created_at
+from gpualloc.model import Plan, Snapshot
+
+CLUSTER_GPUS = Gauge("gpualloc_cluster_gpus", "Allocatable GPUs on managed nodes.", ["product"])
+ALLOCATED_GPUS = Gauge(
+    "gpualloc_allocated_gpus", "GPUs held by gpualloc jobs after the last plan.", ["product"]
+)
+UNHEALTHY_GPUS = Gauge(
+    "gpualloc_unhealthy_gpus", "GPUs taken out of capacity for XID errors.", ["node"]
+)
+JOB_GPUS = Gauge(
+    "gpualloc_job_allocated_gpus",
+    "GPUs allocated per job.",
+    ["namespace", "job", "kind", "priority"],
+)
+PENDING_JOBS = Gauge("gpualloc_pending_jobs", "Jobs waiting for GPUs, by priority.", ["priority"])
+JOB_WAIT = Gauge(
+    "gpualloc_job_wait_seconds",
+    "How long each waiting job has waited since creation.",
+    ["namespace", "job", "priority"],
+)
+JOBS = Gauge("gpualloc_jobs", "Jobs by phase.", ["phase"])
+SOLVE_DURATION = Histogram(
+    "gpualloc_solve_duration_seconds",
+    "CP-SAT solve time per round.",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+)
+ROUND_DURATION = Histogram(
+    "gpualloc_round_duration_seconds",
+    "Whole planning round (read, solve, actuate, report).",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+)
+SOLVER_GAP = Gauge(
+    "gpualloc_solver_gap_ratio",
+    "Relative gap between the plan and the solver's proven bound (0 = optimal).",
+)
+SOLVER_STATUS = Gauge("gpualloc_solver_status", "1 for the status of the last solve.", ["status"])
+ROUNDS = PromCounter("gpualloc_rounds_total", "Planning rounds run, by solver status.", ["status"])
+ROUND_ERRORS = PromCounter("gpualloc_round_errors_total", "Planning rounds that failed.")
+PREEMPTIONS = PromCounter("gpualloc_preemptions_total", "Jobs evicted for higher priority.")
+PLACED_PODS = PromCounter("gpualloc_placed_pods_total", "Pods pinned to a node and ungated.")
+FRAGMENTED = Gauge(
+    "gpualloc_fragmented_gpus",
+    "Free GPUs on nodes that are partly used (cannot host a whole-node worker).",
+)
+FREE_NODES = Gauge("gpualloc_whole_free_nodes", "GPU nodes with every GPU free.")
+PROMETHEUS_UP = Gauge(
+    "gpualloc_prometheus_up",
+    "1 if the last Prometheus query worked, 0 if "
+    "not (capacity-only mode), -1 if no Prometheus is configured.",
+)
+IS_LEADER = Gauge("gpualloc_leader", "1 on the replica that holds the leader lease.")
+
+_STATUSES = ("OPTIMAL", "FEASIBLE", "INFEASIBLE", "UNKNOWN", "MODEL_INVALID")
+
+
+def record_round(stats: Any) -> None:
+    """Everything a round learned: capacity, allocation, pending work, solver health."""
+    plan: Plan | None = stats.plan
+    ROUND_DURATION.observe(stats.seconds)
+    ROUNDS.labels(stats.status).inc()
+    for status in _STATUSES:
+        SOLVER_STATUS.labels(status).set(1 if status == stats.status else 0)
+    PREEMPTIONS.inc(stats.evicted_jobs)
+    PLACED_PODS.inc(stats.placed)
+    if plan is None:
+        return
+    SOLVE_DURATION.observe(plan.solve_seconds)
+    SOLVER_GAP.set(plan.gap)
+
+    snapshot: Snapshot = stats.snapshot
+    nodes = snapshot.nodes
+    product_of = {n.name: n.product for n in nodes}
+    capacity: Counter[str] = Counter()
+    for n in nodes:
+        capacity[n.product] += n.gpus
+    allocated: Counter[str] = Counter({p: 0 for p in capacity})
+    used_on: dict[str, int] = defaultdict(int)
+    for pod in snapshot.pods:  # unmanaged pods; managed ones are in the plan
+        if pod.job is None:
+            used_on[pod.node] += pod.gpus
+    per_job: dict[tuple[str, str], int] = defaultdict(int)
+    for p in plan.placements:
+        allocated[product_of.get(p.node, "unknown")] += p.gpus
+        used_on[p.node] += p.gpus
+        per_job[p.job, p.kind] += p.gpus
+    CLUSTER_GPUS.clear()
+    ALLOCATED_GPUS.clear()
+    for product, gpus in capacity.items():
+        CLUSTER_GPUS.labels(product).set(gpus)
+        ALLOCATED_GPUS.labels(product).set(allocated[product])
+
+    jobs = {
+        f"{j['metadata'].get('namespace', 'default')}/{j['metadata']['name']}": j
+        for j in stats.jobs
+    }
+    JOB_GPUS.clear()
+    for (key, kind), gpus in per_job.items():
+        ns, name = key.split("/", 1)
+        priority = str(((jobs.get(key) or {}).get("spec") or {}).get("priority", 0))
+        JOB_GPUS.labels(ns, name, str(kind), priority).set(gpus)
+
+    PENDING_JOBS.clear()
+    JOB_WAIT.clear()
+    pending: Counter[str] = Counter()
+    now = time.time()
+    for u in plan.unscheduled:
+        job = jobs.get(u.job) or {}
+        priority = str((job.get("spec") or {}).get("priority", 0))
+        pending[priority] += 1
+        ns, name = u.job.split("/", 1)
+        JOB_WAIT.labels(ns, name, priority).set(max(0.0, now - created_at(job)))
+    for priority, count in pending.items():
+        PENDING_JOBS.labels(priority).set(count)
+    JOBS.clear()
+    for phase, count in Counter(stats.phases.values()).items():
+        JOBS.labels(phase).set(count)
+
+    # fragmentation: free GPUs stranded on partly used nodes
+    fragmented = whole = 0
+    for n in nodes:
+        free = max(0, n.gpus - n.unhealthy_gpus - used_on.get(n.name, 0))
+        if free == n.gpus:
+            whole += 1
+        else:
+            fragmented += free
+    FRAGMENTED.set(fragmented)
+    FREE_NODES.set(whole)
