@@ -25,8 +25,8 @@ deps:
 	hack/install-prometheus.sh
 
 lint: setup
-	$(BIN)/ruff check operator tests hack
-	$(BIN)/ruff format --check operator tests hack
+	$(BIN)/ruff check operator tests hack/localcluster.py
+	$(BIN)/ruff format --check operator tests hack/localcluster.py
 
 typecheck: setup
 	$(BIN)/mypy
