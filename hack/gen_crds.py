@@ -66,7 +66,8 @@ MODEL = obj(
             "description": "Parameter count: an integer or a size such as 7B, 70B, 1.5T.",
             "x-kubernetes-validations": [
                 rule(
-                    "type(self) == int ? self > 0 : self.matches('^[0-9]+(\\\\.[0-9]+)?[KMBGTkmbgt]?$')",
+                    "type(self) == int ? self > 0 : "
+                    "self.matches('^[0-9]+(\\\\.[0-9]+)?[KMBGTkmbgt]?$')",
                     "must be a positive integer or a size such as 7B, 70B or 1.5T",
                 )
             ],
@@ -318,7 +319,8 @@ POLICY_SPEC = obj(
                 },
                 "unhealthyGPUQuery": string(
                     "PromQL returning one series per unhealthy GPU (labels Hostname, gpu).",
-                    default="max by (Hostname, gpu) (max_over_time(DCGM_FI_DEV_XID_ERRORS[5m])) > 0",
+                    default="max by (Hostname, gpu) "
+                    "(max_over_time(DCGM_FI_DEV_XID_ERRORS[5m])) > 0",
                 ),
             },
         ),
@@ -395,7 +397,7 @@ def crd(
                     "additionalPrinterColumns": printer,
                     "schema": {
                         "openAPIV3Schema": obj(
-                            f"{kind}: see https://github.com/gpualloc/gpualloc (DESIGN.md section 3).",
+                            f"{kind}: an object of the gpualloc.io API (see the gpualloc README).",
                             {
                                 "apiVersion": string("API version of this object."),
                                 "kind": string("Kind of this object."),

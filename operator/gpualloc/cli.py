@@ -24,10 +24,15 @@ def _register() -> None:
     from gpualloc.cli_bench import bench_group
     from gpualloc.cli_plan import plan_command
     from gpualloc.cli_run import run_command
+    from gpualloc.cli_simulate import simulate_command
 
     main.add_command(plan_command)
     main.add_command(run_command)
     main.add_command(bench_group)
+    main.add_command(simulate_command)
 
 
 _register()
+
+if __name__ == "__main__":
+    main()

@@ -15,10 +15,11 @@ import socket
 from typing import Any
 
 import kopf
+import kubernetes.client
 
 from gpualloc.controller.leader import LeaderElector
 from gpualloc.controller.reconcile import Reconciler
-from gpualloc.k8s.client import Kube
+from gpualloc.k8s.client import Kube, load_config
 from gpualloc.metrics import exported as metrics
 
 log = logging.getLogger("gpualloc.controller")
@@ -95,6 +96,27 @@ class Controller:
 def _controller(memo: Any) -> Controller:
     controller: Controller = memo.controller
     return controller
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo:
+    """Kopf's watches use the same credentials as our client: --kubeconfig, $KUBECONFIG,
+    ~/.kube/config or the in-cluster service account (read when the login happens)."""
+    load_config(os.environ.get("KUBECONFIG"))
+    cfg = kubernetes.client.Configuration.get_default_copy()
+    header = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix(
+        "authorization"
+    )
+    scheme, _sep, token = (header or "").rpartition(" ")
+    return kopf.ConnectionInfo(
+        server=cfg.host,
+        ca_path=cfg.ssl_ca_cert,
+        insecure=not cfg.verify_ssl,
+        scheme=scheme or ("Bearer" if token else None),
+        token=token or None,
+        certificate_path=cfg.cert_file,
+        private_key_path=cfg.key_file,
+    )
 
 
 @kopf.on.startup()

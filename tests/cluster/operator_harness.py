@@ -1,0 +1,160 @@
+"""Run the real operator (`gpualloc run`) as a process against the local cluster, and build
+job objects for tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+POOL_LABEL = "gpualloc.io/test-pool"
+H100 = "NVIDIA-H100-80GB-HBM3"
+A100 = "NVIDIA-A100-SXM4-40GB"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class OperatorProcess:
+    """`gpualloc run` in a subprocess: as users run it, and killable like a crashed pod."""
+
+    def __init__(self, kubeconfig: Path, log_dir: Path, name: str = "op") -> None:
+        self.kubeconfig = kubeconfig
+        self.log_path = log_dir / f"{name}-{uuid.uuid4().hex[:6]}.log"
+        self.metrics_port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, lease_namespace: str = "default") -> OperatorProcess:
+        env = {**os.environ, "POD_NAME": self.log_path.stem, "GPUALLOC_WATCH_TIMEOUT": "30"}
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "gpualloc.cli",
+                    "run",
+                    "--kubeconfig",
+                    str(self.kubeconfig),
+                    "--metrics-port",
+                    str(self.metrics_port),
+                    "--metrics-address",
+                    "127.0.0.1",
+                    "--health-port",
+                    str(free_port()),
+                    "--debounce",
+                    "0.3",
+                    "--lease-namespace",
+                    lease_namespace,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        return self
+
+    def metric(self, name: str) -> float | None:
+        """The value of an unlabelled metric, or the sum over a labelled one's series."""
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2
+            ) as resp:
+                text = resp.read().decode()
+        except OSError:
+            return None
+        values = [
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith(name + " ") or line.startswith(name + "{")
+        ]
+        return sum(values) if values else None
+
+    def wait_leading(self, timeout: float = 40) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.metric("gpualloc_leader") == 1 and (self.metric("gpualloc_rounds_total") or 0):
+                return
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"operator exited:\n{self.logs()}")
+            time.sleep(0.3)
+        raise TimeoutError(f"operator did not lead within {timeout}s:\n{self.logs()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, the lease is not released."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def logs(self) -> str:
+        return self.log_path.read_text()[-6000:] if self.log_path.exists() else ""
+
+
+def job(
+    kind: str, name: str, namespace: str, pool: str, priority: int = 0, **spec: Any
+) -> dict[str, Any]:
+    """A job object restricted (nodeSelector) to the test's own node pool."""
+    return {
+        "apiVersion": "gpualloc.io/v1alpha1",
+        "kind": kind,
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "priority": priority,
+            "template": {
+                "spec": {
+                    "nodeSelector": {POOL_LABEL: pool},
+                    "containers": [{"name": "main", "image": "example/llm:1"}],
+                }
+            },
+            **spec,
+        },
+    }
+
+
+def training(
+    name: str, namespace: str, pool: str, workers: int, gpus: int, priority: int = 0, **spec: Any
+) -> dict[str, Any]:
+    return job(
+        "LLMTrainingJob",
+        name,
+        namespace,
+        pool,
+        priority,
+        workers=workers,
+        gpusPerWorker=gpus,
+        **spec,
+    )
+
+
+def inference(
+    name: str, namespace: str, pool: str, replicas: int, gpus: int, priority: int = 0, **spec: Any
+) -> dict[str, Any]:
+    return job(
+        "LLMInferenceJob",
+        name,
+        namespace,
+        pool,
+        priority,
+        replicas=replicas,
+        gpusPerReplica=gpus,
+        **spec,
+    )

@@ -1,0 +1,369 @@
+"""The operator end to end on the real local control plane: gpualloc creates gated pods,
+plans globally, pins and ungates them, and the real kube-scheduler binds them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from tests.cluster.conftest import Kube
+from tests.cluster.operator_harness import (
+    A100,
+    H100,
+    POOL_LABEL,
+    REPO,
+    OperatorProcess,
+    inference,
+    training,
+)
+
+GROUP, VERSION = "gpualloc.io", "v1alpha1"
+PLURAL = {"LLMTrainingJob": "llmtrainingjobs", "LLMInferenceJob": "llminferencejobs"}
+
+
+@pytest.fixture(scope="module")
+def crds(kube: Kube) -> None:
+    kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
+    kube.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+
+
+@pytest.fixture(scope="module")
+def operator(
+    kube: Kube, crds: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    op = OperatorProcess(kube.kubeconfig, tmp_path_factory.mktemp("operator")).start()
+    op.wait_leading()
+    yield op
+    op.stop()
+
+
+class Env:
+    """One test's namespace and its own kwok GPU nodes (jobs are pinned to them by label)."""
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+        self.pool = f"p{uuid.uuid4().hex[:6]}"
+        self.namespace = kube.create_namespace("op")
+        self.custom = client.CustomObjectsApi(kube.api_client())
+        self.nodes: list[str] = []
+
+    def add_nodes(self, count: int, product: str = H100, gpus: int = 8) -> list[str]:
+        names = self.kube.add_nodes(
+            {
+                "count": count,
+                "namePrefix": f"{self.pool}-{product.split('-')[1].lower()}-",
+                "gpuProduct": product,
+                "gpusPerNode": gpus,
+                "gpuMemoryMiB": 81559 if product == H100 else 40960,
+                "labels": {POOL_LABEL: self.pool},
+            },
+            start=len(self.nodes),
+        )
+        self.nodes += names
+        return names
+
+    def apply(self, obj: dict[str, Any]) -> None:
+        obj["metadata"]["namespace"] = self.namespace
+        self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL[obj["kind"]], obj
+        )
+
+    def get(self, kind: str, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL[kind], name
+        )
+        return result
+
+    def phase(self, kind: str, name: str) -> str | None:
+        return (self.get(kind, name).get("status") or {}).get("phase")
+
+    def wait_phase(self, kind: str, name: str, phase: str, timeout: float = 30) -> dict[str, Any]:
+        return self.kube.wait_for(
+            lambda: self.get(kind, name) if self.phase(kind, name) == phase else None,
+            timeout=timeout,
+            what=f"{kind} {name} phase {phase} (now {self.phase(kind, name)})",
+        )
+
+    def pods(self, job: str) -> list[client.V1Pod]:
+        return list(
+            self.kube.core.list_namespaced_pod(
+                self.namespace, label_selector=f"gpualloc.io/job={job}"
+            ).items
+        )
+
+    def events(self, name: str) -> list[tuple[str, str]]:
+        items = self.kube.core.list_namespaced_event(
+            self.namespace, field_selector=f"involvedObject.name={name}"
+        ).items
+        return [(e.reason, e.message) for e in items]
+
+    def close(self) -> None:
+        self.kube.delete_namespace(self.namespace)
+        self.kube.wait_for(
+            lambda: not self.kube.core.list_namespaced_pod(self.namespace).items,
+            timeout=60,
+            what="test pods gone",
+        )
+        self.kube.remove_nodes(self.nodes)
+
+
+@pytest.fixture
+def env(kube: Kube, operator: OperatorProcess) -> Iterator[Env]:
+    e = Env(kube)
+    yield e
+    e.close()
+
+
+def _gated(pod: client.V1Pod) -> bool:
+    return any(g.name == "gpualloc.io/placement" for g in pod.spec.scheduling_gates or [])
+
+
+def _pinned_node(pod: client.V1Pod) -> str | None:
+    affinity = pod.spec.affinity
+    if not affinity or not affinity.node_affinity:
+        return None
+    terms = affinity.node_affinity.required_during_scheduling_ignored_during_execution
+    for term in terms.node_selector_terms if terms else []:
+        for field in term.match_fields or []:
+            if field.key == "metadata.name":
+                return str(field.values[0])
+    return None
+
+
+def test_gang_is_placed_on_the_planned_nodes_and_runs(env: Env) -> None:
+    env.add_nodes(3)
+    env.apply(training("gang", env.namespace, env.pool, workers=3, gpus=8))
+    job = env.wait_phase("LLMTrainingJob", "gang", "Running")
+    pods = env.pods("gang")
+    assert len(pods) == 3
+    planned = {a["replica"]: a["node"] for a in job["status"]["allocation"]}
+    for pod in pods:
+        replica = int(pod.metadata.labels["gpualloc.io/replica"])
+        assert pod.status.phase == "Running"
+        assert pod.spec.node_name == planned[replica] == _pinned_node(pod)
+        env_vars = {e.name: e.value for e in pod.spec.containers[0].env}
+        assert env_vars["WORLD_SIZE"] == "3" and env_vars["RANK"] == str(replica)
+        assert env_vars["MASTER_ADDR"].startswith(f"gang-worker-0.gang.{env.namespace}")
+        assert pod.spec.containers[0].resources.limits["nvidia.com/gpu"] == "8"
+    assert len({p.spec.node_name for p in pods}) == 3
+    assert job["status"]["gpus"] == 24
+    assert ("Allocated", f"placed 3 x 8 GPUs on {', '.join(sorted(planned.values()))}") in (
+        env.events("gang")
+    )
+    svc = env.kube.core.read_namespaced_service("gang", env.namespace)
+    assert svc.spec.cluster_ip == "None"
+
+
+def test_gang_that_does_not_fit_leaves_every_pod_gated(env: Env) -> None:
+    env.add_nodes(2)
+    env.apply(training("toolarge", env.namespace, env.pool, workers=3, gpus=8))
+    job = env.wait_phase("LLMTrainingJob", "toolarge", "Unschedulable")
+    assert "needs 3 workers x 8 GPUs" in job["status"]["message"]
+    pods = env.pods("toolarge")
+    assert len(pods) == 3
+    assert all(_gated(p) and not p.spec.node_name for p in pods)
+    reasons = dict(env.events("toolarge"))
+    assert "needs 3 workers x 8 GPUs" in reasons["Unschedulable"]
+
+
+def test_gpu_products_are_honoured(env: Env) -> None:
+    env.add_nodes(1, H100)
+    a100 = env.add_nodes(2, A100)
+    env.apply(
+        training("on-a100", env.namespace, env.pool, workers=2, gpus=8, gpu={"products": [A100]})
+    )
+    env.wait_phase("LLMTrainingJob", "on-a100", "Running")
+    assert sorted(p.spec.node_name for p in env.pods("on-a100")) == sorted(a100)
+
+
+def test_preemption_of_lower_priority_preemptible_gang(env: Env) -> None:
+    env.add_nodes(2)
+    env.apply(
+        training("low", env.namespace, env.pool, workers=2, gpus=8, priority=1, preemptible=True)
+    )
+    env.wait_phase("LLMTrainingJob", "low", "Running")
+    env.apply(training("high", env.namespace, env.pool, workers=1, gpus=8, priority=100))
+    env.wait_phase("LLMTrainingJob", "high", "Running")
+    low = env.get("LLMTrainingJob", "low")
+    assert low["status"]["phase"] in ("Preempted", "Unschedulable")
+    assert "Preempted" in dict(env.events("low"))
+    # the whole victim gang went back to waiting: no pod of it is bound
+    assert all(not p.spec.node_name for p in env.pods("low"))
+
+
+def test_non_preemptible_gang_is_never_evicted(env: Env) -> None:
+    env.add_nodes(1)
+    env.apply(training("steady", env.namespace, env.pool, workers=1, gpus=8, priority=1))
+    env.wait_phase("LLMTrainingJob", "steady", "Running")
+    env.apply(training("urgent", env.namespace, env.pool, workers=1, gpus=8, priority=100))
+    env.wait_phase("LLMTrainingJob", "urgent", "Unschedulable")
+    assert env.phase("LLMTrainingJob", "steady") == "Running"
+    assert "Preempted" not in dict(env.events("steady"))
+
+
+def test_deleting_a_node_replaces_its_pods_elsewhere(env: Env) -> None:
+    env.add_nodes(2)
+    env.apply(inference("svc", env.namespace, env.pool, replicas=1, gpus=8))
+    job = env.wait_phase("LLMInferenceJob", "svc", "Running")
+    first = job["status"]["allocation"][0]["node"]
+    env.kube.remove_nodes([first])
+    env.nodes.remove(first)
+
+    def moved() -> bool:
+        pods = env.pods("svc")
+        return (
+            len(pods) == 1
+            and pods[0].spec.node_name not in (None, first)
+            and (pods[0].status.phase == "Running")
+        )
+
+    env.kube.wait_for(moved, timeout=40, what="replica re-placed on the other node")
+    assert "Rescheduled" in dict(env.events("svc"))
+
+
+def test_cordoned_nodes_get_nothing(env: Env) -> None:
+    node = env.add_nodes(1)[0]
+    env.kube.kubectl("cordon", node)
+    env.apply(inference("cordoned", env.namespace, env.pool, replicas=1, gpus=1))
+    job = env.wait_phase("LLMInferenceJob", "cordoned", "Unschedulable")
+    assert "cordoned" in job["status"]["message"]
+    env.kube.kubectl("uncordon", node)  # a re-solve trigger: now it fits
+    env.wait_phase("LLMInferenceJob", "cordoned", "Running")
+
+
+def test_scale_subresource_adds_replicas(env: Env) -> None:
+    env.add_nodes(1)
+    env.apply(inference("web", env.namespace, env.pool, replicas=1, gpus=2, maxReplicas=4))
+    env.wait_phase("LLMInferenceJob", "web", "Running")
+    env.kube.kubectl("scale", "-n", env.namespace, "lij/web", "--replicas", "3")
+    env.kube.wait_for(
+        lambda: env.get("LLMInferenceJob", "web")["status"].get("placed") == 3,
+        what="3 replicas placed",
+    )
+    env.kube.kubectl("scale", "-n", env.namespace, "lij/web", "--replicas", "1")
+    env.kube.wait_for(
+        lambda: len([p for p in env.pods("web") if not p.metadata.deletion_timestamp]) == 1,
+        what="scaled down to 1",
+    )
+
+
+def test_deleting_a_job_deletes_its_pods(env: Env) -> None:
+    env.add_nodes(1)
+    env.apply(inference("gone", env.namespace, env.pool, replicas=2, gpus=1))
+    env.wait_phase("LLMInferenceJob", "gone", "Running")
+    env.custom.delete_namespaced_custom_object(
+        GROUP, VERSION, env.namespace, "llminferencejobs", "gone"
+    )
+    env.kube.wait_for(lambda: not env.pods("gone"), timeout=40, what="pods garbage-collected")
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"workers": 0, "gpusPerWorker": 8}, "spec.workers"),
+        ({"workers": 2, "minWorkers": 3, "gpusPerWorker": 8}, "spec.minWorkers"),
+        ({"workers": 2, "gpusPerWorker": 0}, "spec.gpusPerWorker"),
+        ({"workers": 2}, "spec.gpusPerWorker: Invalid value"),
+        ({"model": {"parameters": "7B", "precision": "fp3"}}, "spec.model.precision"),
+        ({"model": {"parameters": "seven"}}, "spec.model.parameters"),
+    ],
+)
+def test_bad_training_specs_are_rejected_by_the_api_server(
+    kube: Kube, crds: None, spec: dict[str, Any], message: str
+) -> None:
+    doc = {
+        "apiVersion": "gpualloc.io/v1alpha1",
+        "kind": "LLMTrainingJob",
+        "metadata": {"name": "bad", "namespace": "default"},
+        "spec": spec,
+    }
+    result = kube.kubectl(
+        "apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump(doc), check=False
+    )
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+
+
+def test_bad_inference_spec_is_rejected(kube: Kube, crds: None) -> None:
+    doc = {
+        "apiVersion": "gpualloc.io/v1alpha1",
+        "kind": "LLMInferenceJob",
+        "metadata": {"name": "bad", "namespace": "default"},
+        "spec": {"gpusPerReplica": 1, "minReplicas": 5, "maxReplicas": 2, "replicas": 2},
+    }
+    result = kube.kubectl(
+        "apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump(doc), check=False
+    )
+    assert result.returncode != 0 and "spec.minReplicas" in result.stderr, result.stderr
+
+
+def test_printer_columns_and_category(env: Env) -> None:
+    env.add_nodes(1)
+    env.apply(inference("cols", env.namespace, env.pool, replicas=1, gpus=4, priority=7))
+    env.wait_phase("LLMInferenceJob", "cols", "Running")
+    out = env.kube.kubectl("get", "gpualloc", "-n", env.namespace).stdout
+    header = out.splitlines()[0].split()
+    assert header[:7] == ["NAME", "PHASE", "PRIORITY", "GPUS", "REPLICAS", "NODES", "AGE"]
+    row = next(line for line in out.splitlines() if "cols" in line).split()
+    assert row[1:5] == ["Running", "7", "4", "1"]
+
+
+def test_restart_mid_round_adopts_pods_without_duplicates(
+    kube: Kube, crds: None, operator: OperatorProcess, tmp_path: Any
+) -> None:
+    e = Env(kube)
+    try:
+        e.add_nodes(3)
+        for i in range(4):
+            e.apply(inference(f"r{i}", e.namespace, e.pool, replicas=2, gpus=2))
+        e.apply(training("t", e.namespace, e.pool, workers=2, gpus=4))
+        operator.kill()  # crash while it is creating / placing these
+        replacement = OperatorProcess(kube.kubeconfig, tmp_path, "restarted").start()
+        replacement.wait_leading()
+        for i in range(4):
+            e.wait_phase("LLMInferenceJob", f"r{i}", "Running", timeout=60)
+        e.wait_phase("LLMTrainingJob", "t", "Running", timeout=60)
+        before = {
+            p.metadata.name: (p.metadata.uid, p.spec.node_name)
+            for p in kube.core.list_namespaced_pod(e.namespace).items
+        }
+        assert len(before) == 10  # 4 x 2 replicas + 2 workers, no duplicates
+        # a second restart changes nothing: same pods, same nodes
+        replacement.kill()
+        again = OperatorProcess(kube.kubeconfig, tmp_path, "again").start()
+        again.wait_leading()
+        after = {
+            p.metadata.name: (p.metadata.uid, p.spec.node_name)
+            for p in kube.core.list_namespaced_pod(e.namespace).items
+        }
+        assert after == before
+        operator.proc = again.proc  # the module fixture stops whichever runs last
+        operator.metrics_port = again.metrics_port
+    finally:
+        e.close()
+
+
+def test_two_replicas_elect_one_leader(
+    kube: Kube, crds: None, operator: OperatorProcess, tmp_path: Any
+) -> None:
+    second = OperatorProcess(kube.kubeconfig, tmp_path, "second").start()
+    try:
+        kube.wait_for(lambda: second.metric("gpualloc_leader") is not None, what="metrics")
+        assert operator.metric("gpualloc_leader") == 1
+        assert second.metric("gpualloc_leader") == 0
+        assert not second.metric("gpualloc_rounds_total")
+    finally:
+        second.stop()
+
+
+def test_samples_are_valid(kube: Kube, crds: None) -> None:
+    samples = sorted((REPO / "manifests" / "samples").glob("*.yaml"))
+    kube.kubectl("apply", "-f", str(samples[0]))  # the namespaces
+    for path in samples[1:]:
+        result = kube.kubectl("apply", "--dry-run=server", "-f", str(path), check=False)
+        assert result.returncode == 0, result.stderr
