@@ -1,0 +1,120 @@
+"""One-pod-at-a-time placement at GPU-device level: the published baselines and FGD.
+
+- first-fit: the first node (in node order) that fits; the first device that fits;
+- best-fit: the node left with the least free CPU and GPU, 0.5 * CPU / max CPU +
+  0.5 * GPU milli / max GPU milli (the FGD simulator's BestFit); the tightest device;
+- spread: the opposite node score (kube-scheduler's LeastAllocated); the emptiest device;
+- fgd: the node and device where the expected fragmentation F grows least (ATC'23 FGD).
+Ties go to the lowest node index, then the lowest device index.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from gpualloc.model.devices import MILLI, DevicePlacement, PodRequest
+from gpualloc.solver.devicestate import DeviceState, FloatArray, IntArray
+from gpualloc.solver.fragmentation import Workload, node_fragmentation
+
+
+class DevicePolicy(Protocol):
+    def choose(self, state: DeviceState, pod: PodRequest) -> DevicePlacement | None: ...
+
+
+def _share_device(state: DeviceState, node: int, milli: int, rule: str) -> int:
+    left = state.gpu_left[node]
+    fitting = np.flatnonzero(left >= milli)
+    if rule == "first":
+        return int(fitting[0])
+    values = left[fitting]
+    pick = np.argmin(values) if rule == "tightest" else np.argmax(values)
+    return int(fitting[pick])
+
+
+def _placement(state: DeviceState, pod: PodRequest, node: int, rule: str) -> DevicePlacement:
+    if pod.is_share:
+        return DevicePlacement(node, (_share_device(state, node, pod.gpu_milli, rule),))
+    return DevicePlacement(node, state.whole_devices(node, pod.whole_gpus))
+
+
+class FirstFit:
+    def choose(self, state: DeviceState, pod: PodRequest) -> DevicePlacement | None:
+        ok = np.flatnonzero(state.fits(pod))
+        return _placement(state, pod, int(ok[0]), "first") if ok.size else None
+
+
+def fit_score(state: DeviceState, pod: PodRequest, rows: IntArray) -> FloatArray:
+    """Share of CPU and GPU left free after placing the pod (lower = tighter)."""
+    max_cpu = float(state.cpu_total.max())
+    max_gpu = float(state.gpus.max() * MILLI) or 1.0
+    cpu = (state.cpu_left[rows] - pod.cpu_milli) / max_cpu
+    gpu = (state.free_gpu_milli(rows) - pod.gpu_request_milli) / max_gpu
+    return np.asarray(0.5 * cpu + 0.5 * gpu, dtype=np.float64)
+
+
+class BestFit:
+    def choose(self, state: DeviceState, pod: PodRequest) -> DevicePlacement | None:
+        ok = np.flatnonzero(state.fits(pod))
+        if not ok.size:
+            return None
+        return _placement(state, pod, int(ok[np.argmin(fit_score(state, pod, ok))]), "tightest")
+
+
+class Spread:
+    def choose(self, state: DeviceState, pod: PodRequest) -> DevicePlacement | None:
+        ok = np.flatnonzero(state.fits(pod))
+        if not ok.size:
+            return None
+        return _placement(state, pod, int(ok[np.argmax(fit_score(state, pod, ok))]), "emptiest")
+
+
+def fragmentation_delta(
+    state: DeviceState, pod: PodRequest, rows: IntArray, workload: Workload
+) -> FloatArray:
+    """Growth of F on each candidate node, [len(rows), devices]: for a share, per device it
+    could use (inf where it does not fit); for other pods, the same value in every column."""
+    left = state.gpu_left[rows]
+    cpu = state.cpu_left[rows]
+    model = state.model[rows]
+    before = node_fragmentation(left, cpu, model, workload)
+    width = left.shape[1]
+    after_cpu = cpu - pod.cpu_milli
+    if pod.is_share:
+        # one what-if node per (candidate, device): that device loses the share
+        trial = np.repeat(left[:, None, :], width, axis=1)  # [C, G, G]
+        eye = np.eye(width, dtype=np.int64)
+        trial = trial - pod.gpu_milli * eye[None, :, :]
+        fits = left >= pod.gpu_milli  # [C, G]
+        after = node_fragmentation(
+            trial.reshape(-1, width),
+            np.repeat(after_cpu, width),
+            np.repeat(model, width),
+            workload,
+        ).reshape(len(rows), width)
+        return np.where(fits, after - before[:, None], np.inf)
+    trial = left.copy()
+    if pod.whole_gpus:
+        free = trial == MILLI
+        take = free & (np.cumsum(free, axis=1) <= pod.whole_gpus)
+        trial[take] = 0
+    after = node_fragmentation(trial, after_cpu, model, workload)
+    return np.repeat((after - before)[:, None], width, axis=1)
+
+
+class FGD:
+    def __init__(self, workload: Workload) -> None:
+        self.workload = workload
+
+    def choose(self, state: DeviceState, pod: PodRequest) -> DevicePlacement | None:
+        ok = np.flatnonzero(state.fits(pod))
+        if not ok.size:
+            return None
+        delta = fragmentation_delta(state, pod, ok, self.workload)
+        flat = int(np.argmin(delta))  # row-major: lowest node, then lowest device
+        row, device = divmod(flat, delta.shape[1])
+        node = int(ok[row])
+        if pod.is_share:
+            return DevicePlacement(node, (device,))
+        return DevicePlacement(node, state.whole_devices(node, pod.whole_gpus))

@@ -1,0 +1,206 @@
+"""Joint placement of a batch of pods at GPU-device level with CP-SAT (pure).
+
+Each GPU holds 1000 milli; a share needs its milli on ONE device, a whole-GPU pod needs
+`num_gpu` fully free devices of one node, every pod needs CPU and memory. Objectives, in
+strict order (solved with `lexicographic.solve_lexicographic`):
+1. GPU milli placed from the batch;
+2. pods placed (so CPU-only pods are not dropped for nothing);
+3. least growth of expected fragmentation (`fragmentation.py`), summed over the batch.
+
+Only the few best nodes of each pod (by its own fragmentation growth) are candidates, plus
+where a sequential fragmentation-greedy pass would put it; that pass is the warm start and
+the fallback, so the batch never places less GPU milli than the greedy pass.
+
+Variables (all boolean):
+  x[i, n, g]  pod i on node n, using device g (a share: its milli; whole GPUs: 1000)
+  y[i, n]     pod i on node n
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from ortools.sat.python import cp_model
+
+from gpualloc.model.devices import MILLI, DevicePlacement, PodRequest
+from gpualloc.solver.device_policies import FGD, fragmentation_delta
+from gpualloc.solver.devicestate import DeviceState
+from gpualloc.solver.fragmentation import Workload
+from gpualloc.solver.lexicographic import Objective, solve_lexicographic
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    candidates: int = 8  # nodes considered per pod
+    time_limit_seconds: float = 2.0
+    num_workers: int = 1
+
+
+@dataclass
+class _Candidate:
+    node: int
+    devices: tuple[int, ...]  # usable devices (shares: any that fits; whole: fully free)
+    cost: dict[int, int]  # device -> fragmentation growth (whole/CPU pods: key -1)
+
+
+def _greedy(
+    state: DeviceState, pods: Sequence[PodRequest], workload: Workload
+) -> list[DevicePlacement | None]:
+    trial = state.copy()
+    policy = FGD(workload)
+    out: list[DevicePlacement | None] = []
+    for pod in pods:
+        spot = policy.choose(trial, pod)
+        if spot is not None:
+            trial.place(pod, spot)
+        out.append(spot)
+    return out
+
+
+def _candidates(
+    state: DeviceState,
+    pod: PodRequest,
+    workload: Workload,
+    keep: int,
+    forced: int | None,
+) -> list[_Candidate]:
+    ok = np.flatnonzero(state.fits(pod))
+    if not ok.size:
+        return []
+    delta = fragmentation_delta(state, pod, ok, workload)
+    best = delta.min(axis=1)
+    order = np.argsort(best, kind="stable")[:keep]
+    rows = [int(r) for r in order]
+    if forced is not None:
+        where = np.flatnonzero(ok == forced)
+        if where.size and int(where[0]) not in rows:
+            rows.append(int(where[0]))
+    out = []
+    for r in rows:
+        node = int(ok[r])
+        left = state.gpu_left[node]
+        if pod.is_share:
+            devices = tuple(int(g) for g in np.flatnonzero(left >= pod.gpu_milli))
+            cost = {g: round(float(delta[r, g])) for g in devices}
+        else:
+            devices = tuple(int(g) for g in np.flatnonzero(left == MILLI)) if pod.whole_gpus else ()
+            cost = {-1: round(float(delta[r, 0]))}
+        out.append(_Candidate(node, devices, cost))
+    return out
+
+
+def plan_batch(
+    state: DeviceState,
+    pods: Sequence[PodRequest],
+    workload: Workload,
+    options: BatchOptions | None = None,
+) -> list[DevicePlacement | None]:
+    """Where each pod of the batch goes (None: it does not fit), given the free `state`."""
+    options = options or BatchOptions()
+    greedy = _greedy(state, pods, workload)
+    if len(pods) <= 1:
+        return greedy
+    model = cp_model.CpModel()
+    x: dict[tuple[int, int, int], cp_model.IntVar] = {}
+    y: dict[tuple[int, int], cp_model.IntVar] = {}
+    cost_terms: list[cp_model.LinearExprT] = []
+    cost_span = 0
+    device_load: dict[tuple[int, int], list[cp_model.LinearExprT]] = defaultdict(list)
+    node_cpu: dict[int, list[cp_model.LinearExprT]] = defaultdict(list)
+    node_mem: dict[int, list[cp_model.LinearExprT]] = defaultdict(list)
+    placed_milli: list[cp_model.LinearExprT] = []
+    placed_pods: list[cp_model.LinearExprT] = []
+    for i, pod in enumerate(pods):
+        forced = greedy[i].node if greedy[i] is not None else None
+        cands = _candidates(state, pod, workload, options.candidates, forced)
+        on_some: list[cp_model.IntVar] = []
+        for cand in cands:
+            n = cand.node
+            yv = model.new_bool_var(f"y{i}_{n}")
+            y[i, n] = yv
+            on_some.append(yv)
+            node_cpu[n].append(pod.cpu_milli * yv)
+            node_mem[n].append(pod.memory_mib * yv)
+            if pod.is_share:
+                xs = []
+                for g in cand.devices:
+                    xv = model.new_bool_var(f"x{i}_{n}_{g}")
+                    x[i, n, g] = xv
+                    xs.append(xv)
+                    device_load[n, g].append(pod.gpu_milli * xv)
+                    cost_terms.append(cand.cost[g] * xv)
+                model.add(sum(xs) == yv)
+                cost_span += max(abs(c) for c in cand.cost.values())
+            else:
+                if pod.whole_gpus:
+                    xs = []
+                    for g in cand.devices:
+                        xv = model.new_bool_var(f"x{i}_{n}_{g}")
+                        x[i, n, g] = xv
+                        xs.append(xv)
+                        device_load[n, g].append(MILLI * xv)
+                    model.add(sum(xs) == pod.whole_gpus * yv)
+                cost_terms.append(cand.cost[-1] * yv)
+                cost_span += abs(cand.cost[-1])
+        if on_some:
+            model.add(sum(on_some) <= 1)
+            placed_milli.append(pod.gpu_request_milli * sum(on_some))
+            placed_pods.append(sum(on_some))
+    if not y:
+        return greedy
+    for (n, g), load in device_load.items():
+        model.add(sum(load) <= int(state.gpu_left[n, g]))
+    for n, load in node_cpu.items():
+        model.add(sum(load) <= int(state.cpu_left[n]))
+    for n, load in node_mem.items():
+        model.add(sum(load) <= int(state.mem_left[n]))
+    _hint(model, pods, greedy, x, y)
+    objectives = [
+        Objective("gpu-milli", sum(placed_milli), sum(p.gpu_request_milli for p in pods)),
+        Objective("pods", sum(placed_pods), len(pods)),
+        Objective("fragmentation", -sum(cost_terms), 2 * cost_span + 1),
+    ]
+    solver, _ = solve_lexicographic(
+        model,
+        objectives,
+        time_limit=options.time_limit_seconds,
+        relative_gap=0.0,
+        num_workers=options.num_workers,
+    )
+    if solver is None:
+        return greedy
+    out: list[DevicePlacement | None] = []
+    for i, pod in enumerate(pods):
+        spot = None
+        for (pi, n), yv in y.items():
+            if pi == i and solver.value(yv):
+                devices = tuple(
+                    g for (pj, m, g), xv in x.items() if pj == i and m == n and solver.value(xv)
+                )
+                spot = DevicePlacement(n, devices)
+        out.append(spot)
+    if _milli(pods, out) < _milli(pods, greedy):
+        return greedy
+    return out
+
+
+def _milli(pods: Sequence[PodRequest], where: Sequence[DevicePlacement | None]) -> int:
+    return sum(p.gpu_request_milli for p, w in zip(pods, where, strict=True) if w is not None)
+
+
+def _hint(
+    model: cp_model.CpModel,
+    pods: Sequence[PodRequest],
+    greedy: Sequence[DevicePlacement | None],
+    x: dict[tuple[int, int, int], cp_model.IntVar],
+    y: dict[tuple[int, int], cp_model.IntVar],
+) -> None:
+    chosen_y = {(i, w.node) for i, w in enumerate(greedy) if w is not None}
+    chosen_x = {(i, w.node, g) for i, w in enumerate(greedy) if w is not None for g in w.devices}
+    for key, yv in y.items():
+        model.add_hint(yv, int(key in chosen_y))
+    for key3, xv in x.items():
+        model.add_hint(xv, int(key3 in chosen_x))
