@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed
 PROFILE ?= hack/profiles/default.yaml
 export GPUALLOC_CACHE ?= $(HOME)/.cache/gpualloc
 
-.PHONY: setup deps lint typecheck test test-unit test-cluster cluster-up cluster-down cluster-status bench clean
+.PHONY: setup deps lint typecheck test test-unit test-cluster cluster-up cluster-down cluster-status bench clean \
+	demo demo-down generate
 
 setup: $(STAMP)
 
@@ -47,7 +48,18 @@ cluster-up: setup deps
 	@echo 'Use it:  export KUBECONFIG=$$PWD/.cluster/kubeconfig; .cluster/bin/kubectl get nodes -L nvidia.com/gpu.product'
 
 cluster-down: setup
+	-@$(BIN)/python hack/demo.py stop
 	$(BIN)/python hack/localcluster.py down
+
+# The main job: the operator on the local simulated GPU cluster with the sample jobs.
+demo: setup deps
+	$(BIN)/python hack/demo.py up
+
+demo-down: cluster-down
+
+# Regenerate the CRDs (crds/ and the Helm chart's copies) from hack/gen_crds.py.
+generate: setup
+	$(BIN)/python hack/gen_crds.py
 
 cluster-status: setup
 	$(BIN)/python hack/localcluster.py status
