@@ -251,7 +251,6 @@ def wait_nodes_ready(
 ) -> None:
     """Wait until every named node is Ready and schedulable by the not-ready taint rules."""
     deadline = time.monotonic() + timeout
-    pending = set(names)
     while True:
         nodes = _kubectl_json(kubectl, kubeconfig, "get", "nodes")["items"]
         ready = {n["metadata"]["name"] for n in nodes if node_ready(n)}
@@ -304,8 +303,12 @@ class Cluster:
         else:  # kube-controller-manager/-scheduler serve self-signed certs
             ctx = ssl._create_unverified_context()
         req = urllib.request.Request(url, headers={"Authorization": f"Bearer {self._token()}"})
+        # No proxies: an http(s)_proxy from the environment must not see 127.0.0.1 requests.
+        opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=ctx)
+        )
         try:
-            with urllib.request.urlopen(req, timeout=5, context=ctx) as resp:
+            with opener.open(req, timeout=5) as resp:
                 return resp.status, resp.read().decode()
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode(errors="replace")
@@ -346,12 +349,15 @@ class Cluster:
                 raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
             time.sleep(0.25)
 
-    def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, check: bool = True, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(self.kubectl_path), "--kubeconfig", str(self.kubeconfig), *args],
             check=check,
             capture_output=True,
             text=True,
+            input=input,
         )
 
     # -- setup ------------------------------------------------------------------------------
@@ -540,13 +546,7 @@ class Cluster:
         new = [n for n in nodes if n["metadata"]["name"] not in existing]
         if new:
             doc = json.dumps({"apiVersion": "v1", "kind": "List", "items": new})
-            subprocess.run(
-                [str(self.kubectl_path), "--kubeconfig", str(self.kubeconfig), "create", "-f", "-"],
-                input=doc,
-                check=True,
-                capture_output=True,
-                text=True,
-            )
+            self.kubectl("create", "-f", "-", input=doc)
 
     # -- commands ---------------------------------------------------------------------------
 

@@ -41,13 +41,7 @@ class Kube:
         self, *args: str, check: bool = True, input: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         """Run .cluster/bin/kubectl against this cluster; output captured as text."""
-        return subprocess.run(
-            [str(self.bin / "kubectl"), "--kubeconfig", str(self.kubeconfig), *args],
-            check=check,
-            capture_output=True,
-            text=True,
-            input=input,
-        )
+        return self.cluster.kubectl(*args, check=check, input=input)
 
     def api_client(self) -> client.ApiClient:
         """A new kubernetes-client ApiClient for this cluster (close it when done)."""
@@ -62,7 +56,7 @@ class Kube:
 
     @staticmethod
     def wait_for(
-        fn: Callable[[], T | None], timeout: float = 30, what: str = "condition", every=0.2
+        fn: Callable[[], T | None], timeout: float = 30, what: str = "condition", every: float = 0.2
     ) -> T:
         """Poll fn until it returns something truthy; return that."""
         deadline = time.monotonic() + timeout
