@@ -32,7 +32,13 @@ cleanup() { if [[ $created_policy == 1 ]]; then "${SUDO[@]}" rm -f "$POLICY"; fi
 trap cleanup EXIT
 
 echo "[install-prometheus] apt-get install prometheus"
-"${SUDO[@]}" apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+install() { "${SUDO[@]}" apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+# A stale package index points at files the mirror no longer has: update once and retry.
+if ! install; then
+  echo "[install-prometheus] install failed; apt-get update and retry"
+  "${SUDO[@]}" apt-get update -qq
+  install
+fi
 
 # Belt and braces: if the service runs anyway, stop it and keep it from starting at boot.
 if [[ -x /etc/init.d/prometheus ]] && /etc/init.d/prometheus status >/dev/null 2>&1; then
