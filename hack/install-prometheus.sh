@@ -14,7 +14,9 @@ if [[ $(id -u) != 0 ]]; then SUDO=(sudo -n); fi
 export DEBIAN_FRONTEND=noninteractive
 
 # apt-get update only when the package index does not know the package yet (fresh machine).
-if ! apt-cache policy prometheus 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+# (Output captured first: with pipefail, `| grep -q` can fail the pipeline through SIGPIPE.)
+policy=$(apt-cache policy prometheus 2>/dev/null || true)
+if [[ $policy != *"Candidate: "[0-9]* ]]; then
   echo "[install-prometheus] apt-get update"
   "${SUDO[@]}" apt-get update -qq
 fi
