@@ -80,12 +80,13 @@ class Reconciler:
 
         pods_of: dict[str, list[Obj]] = defaultdict(list)
         for pod in pods:
-            job = ((pod.get("metadata") or {}).get("labels") or {}).get(JOB_LABEL)
-            if job:
-                pods_of[f"{pod['metadata'].get('namespace', 'default')}/{job}"].append(pod)
+            if ((pod.get("metadata") or {}).get("labels") or {}).get(JOB_LABEL):
+                pods_of[_job_key(pod)].append(pod)
 
         outcomes: dict[str, Outcome] = {}
         active: list[Obj] = []
+        to_create: list[Obj] = []
+        services: list[Obj] = []
         desired_of: dict[str, int] = {}
         for job in jobs:
             key = _key(job)
@@ -119,18 +120,29 @@ class Reconciler:
                 gone = {p["metadata"]["name"] for p in doomed}
                 pods_of[key] = [p for p in pods_of[key] if p["metadata"]["name"] not in gone]
                 outcomes[key] = Outcome(lost=bool(lost))
-            stats.created += self._ensure_pods(
+            to_create += self._missing_pods(
                 job, pods_of[key], model.replicas, model.gpus_per_replica
             )
+            if job["kind"] == JobKind.TRAINING and not pods_of[key]:
+                services.append(build_service(job))
             active.append(job)
 
-        # -- 2. snapshot (pods re-listed: those just created are gated and hold nothing)
-        pods = self.kube.list_pods() if stats.created else pods
-        pods_of = defaultdict(list)
-        for pod in pods:
-            job = ((pod.get("metadata") or {}).get("labels") or {}).get(JOB_LABEL)
-            if job:
-                pods_of[f"{pod['metadata'].get('namespace', 'default')}/{job}"].append(pod)
+        # Create every missing pod at once (gated: they hold nothing yet, so the snapshot
+        # below is right without listing them again).
+        list(self.kube.map(self.kube.create_service, services))
+        created = [
+            pod
+            for pod, new in zip(
+                to_create, self.kube.map(self.kube.create_pod, to_create), strict=True
+            )
+            if new
+        ]
+        stats.created = len(created)
+        pods = [*pods, *created]
+        for pod in created:
+            pods_of[_job_key(pod)].append(pod)
+
+        # -- 2. snapshot
         snapshot = build_snapshot(
             nodes, pods, active, self.unhealthy_gpus, {k: v for k, v in desired_of.items()}
         )
@@ -161,9 +173,10 @@ class Reconciler:
         list(self.kube.map(self._pin, patches))
         stats.placed = len(patches)
 
-        # -- 5. report
+        # -- 5. report (status writes and events in parallel: hundreds of jobs per burst)
         reasons = {u.job: u.reason for u in result.unscheduled}
         stamp = now()
+        writes: list[tuple[Obj, Obj | None, list[tuple[str, str, str]]]] = []
         for job in jobs:
             key = _key(job)
             outcome = outcomes.get(key, Outcome())
@@ -175,13 +188,10 @@ class Reconciler:
             )
             report = job_report(job, pods_of[key], outcome, desired_of.get(key, 0), stamp)
             stats.phases[key] = report.status["phase"]
-            if status_changed(job.get("status") or {}, report.status):
-                meta = job["metadata"]
-                self.kube.patch_job_status(
-                    job["kind"], meta.get("namespace", "default"), meta["name"], report.status
-                )
-            for type_, reason, message in report.events:
-                self.kube.event(job, reason, message, type_)
+            changed = status_changed(job.get("status") or {}, report.status)
+            if changed or report.events:
+                writes.append((job, report.status if changed else None, report.events))
+        list(self.kube.map(self._report, writes))
         stats.seconds = time.monotonic() - started
         log.info(
             "round: %s in %.2fs (solve %.2fs): %d jobs, %d pods created, %d placed, "
@@ -198,21 +208,29 @@ class Reconciler:
         return stats
 
     # -- helpers ----------------------------------------------------------------------------
-    def _ensure_pods(self, job: Obj, pods: list[Obj], replicas: int, gpus: int) -> int:
-        """Create the missing gated pods (adopting existing ones by name); drop extras."""
+    def _missing_pods(self, job: Obj, pods: list[Obj], replicas: int, gpus: int) -> list[Obj]:
+        """The gated pods to create (existing ones are adopted by name); extras of a
+        scaled-down inference job are deleted, highest replicas first."""
         kind = job["kind"]
-        existing = {p["metadata"]["name"]: p for p in pods}
-        if kind == JobKind.TRAINING:
-            self.kube.create_service(build_service(job))
-        missing = [
+        existing = {p["metadata"]["name"] for p in pods}
+        extras = [p for p in pods if _replica_index(p) >= replicas]
+        if extras:
+            self._delete_pods(extras, grace=None)
+        return [
             build_pod(job, i, gpus, replicas)
             for i in range(replicas)
             if pod_name(job["metadata"]["name"], kind, i) not in existing
         ]
-        extras = [p for p in pods if _replica_index(p) >= replicas]
-        if extras:  # scaled down: the highest replicas go first
-            self._delete_pods(extras, grace=None)
-        return sum(1 for created in self.kube.map(self.kube.create_pod, missing) if created)
+
+    def _report(self, item: tuple[Obj, Obj | None, list[tuple[str, str, str]]]) -> None:
+        job, status, events = item
+        meta = job["metadata"]
+        if status is not None:
+            self.kube.patch_job_status(
+                job["kind"], meta.get("namespace", "default"), meta["name"], status
+            )
+        for type_, reason, message in events:
+            self.kube.event(job, reason, message, type_)
 
     def _pin(self, item: tuple[Obj, str]) -> None:
         pod, node = item
@@ -225,6 +243,11 @@ class Reconciler:
             self.kube.delete_pod(meta["namespace"], meta["name"], grace)
 
         list(self.kube.map(delete, pods))
+
+
+def _job_key(pod: Obj) -> str:
+    meta = pod["metadata"]
+    return f"{meta.get('namespace', 'default')}/{meta['labels'][JOB_LABEL]}"
 
 
 def _replica_index(pod: Obj) -> int:

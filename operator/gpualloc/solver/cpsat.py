@@ -23,6 +23,9 @@ from gpualloc.solver.instance import Instance, NodeClass
 from gpualloc.solver.lexicographic import Objective, solve_lexicographic
 
 GPU_LEVEL = "gpus@priority="
+# Fragmentation and throughput only break ties between equally good allocations: within 1%
+# of their bound is good enough and keeps rounds short.
+TIE_BREAK_GAP = 0.01
 # Throughput values are relative (1.0 = baseline); scaled to integers for CP-SAT.
 _THROUGHPUT_SCALE = 10
 
@@ -253,7 +256,13 @@ class AllocationModel:
             for (s, k), upper in self.c_max.items()
         )
         return [
-            Objective("whole-free-gpus", weight * sum(whole), weight * whole_span, separate=True),
+            Objective(
+                "whole-free-gpus",
+                weight * sum(whole),
+                weight * whole_span,
+                separate=True,
+                min_gap=TIE_BREAK_GAP,
+            ),
             Objective("best-fit", weight * sum(fit), weight * fit_span),
         ]
 

@@ -93,14 +93,15 @@ def fragmentation_delta(
             np.repeat(model, width),
             workload,
         ).reshape(len(rows), width)
-        return np.where(fits, after - before[:, None], np.inf)
+        # rounded so that float noise never decides a tie (ties go to the lowest index)
+        return np.where(fits, np.round(after - before[:, None], 6), np.inf)
     trial = left.copy()
     if pod.whole_gpus:
         free = trial == MILLI
         take = free & (np.cumsum(free, axis=1) <= pod.whole_gpus)
         trial[take] = 0
     after = node_fragmentation(trial, after_cpu, model, workload)
-    return np.repeat((after - before)[:, None], width, axis=1)
+    return np.repeat(np.round(after - before, 6)[:, None], width, axis=1)
 
 
 class FGD:

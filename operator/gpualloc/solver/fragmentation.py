@@ -22,6 +22,7 @@ from gpualloc.model.devices import PodRequest
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
+_MIXER = np.random.default_rng(0).integers(1, 2**63, size=64, dtype=np.uint64) | np.uint64(1)
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,24 @@ def typical_workload(
 def node_fragmentation(
     gpu_left: IntArray, cpu_left: IntArray, model: IntArray, workload: Workload
 ) -> FloatArray:
-    """F(n) for each row: gpu_left [N, G] (absent devices < 0), cpu_left [N], model [N]."""
+    """F(n) for each row: gpu_left [N, G] (absent devices < 0), cpu_left [N], model [N].
+    Identical rows (common: many nodes of a kind start empty) are computed once."""
+    rows = np.column_stack([gpu_left, cpu_left, model])
+    # a 64-bit key per row (wrapping arithmetic); rows are compared after, so a collision
+    # only costs the shortcut, never correctness
+    key = rows.astype(np.uint64) @ _MIXER[: rows.shape[1]]
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    if len(first) < len(rows) and np.array_equal(rows[first][inverse.reshape(-1)], rows):
+        width = gpu_left.shape[1]
+        unique = rows[first]
+        values = _fragmentation(unique[:, :width], unique[:, width], unique[:, width + 1], workload)
+        return np.asarray(values[inverse.reshape(-1)], dtype=np.float64)
+    return _fragmentation(gpu_left, cpu_left, model, workload)
+
+
+def _fragmentation(
+    gpu_left: IntArray, cpu_left: IntArray, model: IntArray, workload: Workload
+) -> FloatArray:
     left = np.clip(gpu_left, 0, None)
     total = left.sum(axis=1).astype(np.float64)  # [N]
     fit = left[:, :, None] >= workload.gpu_milli[None, None, :]  # [N, G, T]

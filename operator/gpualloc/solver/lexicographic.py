@@ -26,6 +26,8 @@ class Objective:
     span: int  # max value - min value; 0 means the term is constant
     # start a stage of its own, so the relative gap limit applies to this term alone
     separate: bool = False
+    # a looser gap for tie-breaking terms, so they do not eat the time budget
+    min_gap: float = 0.0
 
 
 @dataclass
@@ -88,12 +90,15 @@ def solve_lexicographic(
         model.maximize(expr)
         solver = cp_model.CpSolver()
         solver.parameters.max_time_in_seconds = max(0.05, share)
-        solver.parameters.relative_gap_limit = relative_gap
+        solver.parameters.relative_gap_limit = max(relative_gap, *(obj.min_gap for obj, _ in stage))
         solver.parameters.num_workers = num_workers
         status = solver.solve(model)
         name = solver.status_name(status)
-        if name == "OPTIMAL" and solver.objective_value < solver.best_objective_bound:
-            name = "FEASIBLE"  # stopped at the relative gap limit, not proven optimal
+        tolerance = max((obj.min_gap for obj, _ in stage), default=0.0)
+        if name == "OPTIMAL" and solver.objective_value < solver.best_objective_bound and not (
+            tolerance
+        ):
+            name = "FEASIBLE"  # stopped at the policy's gap limit, not proven optimal
         results.append(
             StageResult(
                 tuple(obj.name for obj, _ in stage),
