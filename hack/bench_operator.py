@@ -186,7 +186,10 @@ def run(state: Path, jobs: int, seed: int) -> dict[str, Any]:
     api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
     api.rest_client.pool_manager.connection_pool_kw["maxsize"] = 16
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
-    subprocess.run([*kubectl, "create", "namespace", NAMESPACE], capture_output=True)
+    # a namespace left by an earlier run must be gone before this one starts
+    subprocess.run([*kubectl, "delete", "namespace", NAMESPACE, "--ignore-not-found",
+                    "--wait=true", "--timeout=300s"], capture_output=True)
+    subprocess.run([*kubectl, "create", "namespace", NAMESPACE], check=True, capture_output=True)
     time.sleep(2)  # default ServiceAccount
     w = workload(jobs, seed)
     gpus_total = sum(
@@ -195,7 +198,12 @@ def run(state: Path, jobs: int, seed: int) -> dict[str, Any]:
     demand = sum(x["count"] * x["gpus"] for x in w)
     pods_total = sum(x["count"] for x in w)
 
-    # -- gpualloc
+    # -- gpualloc (a 2 s solver budget per round, as in the planner benchmark)
+    policy = {"apiVersion": "gpualloc.io/v1alpha1", "kind": "AllocationPolicy",
+              "metadata": {"name": "default"},
+              "spec": {"solver": {"timeLimitSeconds": 2}, "debounceSeconds": 0.5}}
+    subprocess.run([*kubectl, "apply", "-f", "-"], input=json.dumps(policy), text=True,
+                   check=True, capture_output=True)
     logs = state / "logs"
     op = OperatorProcess(cluster.kubeconfig, logs, "bench-operator").start()
     op.wait_leading()

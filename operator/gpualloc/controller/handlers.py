@@ -18,6 +18,7 @@ import kopf
 import kubernetes.client
 
 from gpualloc.controller.leader import LeaderElector
+from gpualloc.controller.prometheus_input import PrometheusInput
 from gpualloc.controller.reconcile import Reconciler
 from gpualloc.k8s.client import Kube, load_config
 from gpualloc.metrics import exported as metrics
@@ -53,8 +54,7 @@ class Controller:
         while True:
             with contextlib.suppress(TimeoutError):  # a timeout is the periodic re-plan
                 await asyncio.wait_for(self.dirty.wait(), timeout=self.resync)
-            await asyncio.sleep(self.debounce)  # batch what changes meanwhile
-            self.dirty.clear()
+            await self._quiet()
             try:
                 leading = await asyncio.to_thread(self.elector.try_acquire_or_renew)
             except Exception:
@@ -73,6 +73,16 @@ class Controller:
                 metrics.ROUND_ERRORS.inc()
                 await asyncio.sleep(1)
                 self.dirty.set()
+
+    async def _quiet(self) -> None:
+        """Batch a burst: wait until nothing changed for `debounce` seconds (at most 10x)."""
+        deadline = asyncio.get_running_loop().time() + 10 * self.debounce
+        while True:
+            self.dirty.clear()
+            await asyncio.sleep(self.debounce)
+            if not self.dirty.is_set() or asyncio.get_running_loop().time() > deadline:
+                self.dirty.clear()
+                return
 
     async def renew(self) -> None:
         """Keep the lease while idle; a new leader plans at once."""
@@ -134,7 +144,14 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         resync=float(os.environ.get("GPUALLOC_RESYNC_SECONDS", "60")),
     )
     memo.controller = controller
-    memo.tasks = [asyncio.create_task(controller.run()), asyncio.create_task(controller.renew())]
+    prometheus = PrometheusInput(
+        kube, controller.reconciler, controller.poke, lambda: controller.elector.leading
+    )
+    memo.tasks = [
+        asyncio.create_task(controller.run()),
+        asyncio.create_task(controller.renew()),
+        asyncio.create_task(prometheus.run()),
+    ]
     controller.dirty.set()
     log.info("gpualloc controller started as %s (lease %s/gpualloc-leader)", identity, namespace)
 

@@ -82,8 +82,7 @@ class LeaderElector:
             return
         lease = self.kube.read_lease(self.namespace, self.name)
         if lease and (lease.get("spec") or {}).get("holderIdentity") == self.identity:
-            lease["spec"]["holderIdentity"] = None
-            lease["spec"]["renewTime"] = _micro(datetime(1970, 1, 1, tzinfo=UTC))
+            lease["spec"]["holderIdentity"] = None  # free: the next replica takes it at once
             self.kube.replace_lease(self.namespace, self.name, lease)
         self.leading = False
 

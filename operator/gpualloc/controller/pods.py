@@ -137,5 +137,18 @@ def placement_patch(pod: Obj, node: str) -> list[Obj]:
     return ops
 
 
+def pinned(pod: Obj, node: str) -> Obj:
+    """`pod` as it is after `placement_patch`: for pods created when the plan already places
+    them (one request instead of a create and a patch)."""
+    out = copy.deepcopy(pod)
+    for op in placement_patch(pod, node):
+        parts = op["path"].strip("/").split("/")
+        target: Any = out
+        for part in parts[:-1]:
+            target = target[int(part)] if isinstance(target, list) else target[part]
+        target[parts[-1]] = op["value"]
+    return out
+
+
 def is_gated(pod: Obj) -> bool:
     return any(g.get("name") == GATE for g in (pod.get("spec") or {}).get("schedulingGates") or [])

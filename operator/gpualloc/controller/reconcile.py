@@ -12,7 +12,14 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from gpualloc.controller.pods import build_pod, build_service, is_gated, placement_patch, pod_name
+from gpualloc.controller.pods import (
+    build_pod,
+    build_service,
+    is_gated,
+    pinned,
+    placement_patch,
+    pod_name,
+)
 from gpualloc.controller.status import Outcome, job_report, status_changed
 from gpualloc.k8s.client import Kube, now
 from gpualloc.k8s.convert import JOB_LABEL, SpecError, job_from_k8s, node_from_k8s, policy_from_k8s
@@ -127,20 +134,7 @@ class Reconciler:
                 services.append(build_service(job))
             active.append(job)
 
-        # Create every missing pod at once (gated: they hold nothing yet, so the snapshot
-        # below is right without listing them again).
         list(self.kube.map(self.kube.create_service, services))
-        created = [
-            pod
-            for pod, new in zip(
-                to_create, self.kube.map(self.kube.create_pod, to_create), strict=True
-            )
-            if new
-        ]
-        stats.created = len(created)
-        pods = [*pods, *created]
-        for pod in created:
-            pods_of[_job_key(pod)].append(pod)
 
         # -- 2. snapshot
         snapshot = build_snapshot(
@@ -160,18 +154,35 @@ class Reconciler:
             self._delete_pods(pods_of[key], grace=0)
             pods_of[key] = []
         stats.evicted_jobs = len(evicted)
-        by_name = {(_key(p)): p for p in pods}
+        # Missing pods are created now: pinned if the plan places them, gated otherwise.
+        # Existing gated pods the plan places get one patch each.
+        by_name = {_key(p): p for p in pods}
+        missing = {_key(p): p for p in to_create}
         patches: list[tuple[Obj, str]] = []
+        creates: dict[str, Obj] = dict(missing)
         placed: dict[str, dict[int, tuple[str, int]]] = defaultdict(dict)
         kinds = {_key(j): j["kind"] for j in active}
         for p in result.placements:
             ns, name = p.job.split("/", 1)
-            target = by_name.get(f"{ns}/{pod_name(name, kinds[p.job], p.replica)}")
-            if target is not None and is_gated(target):
-                patches.append((target, p.node))
-                placed[p.job][p.replica] = (p.node, p.gpus)
+            pod_key = f"{ns}/{pod_name(name, kinds[p.job], p.replica)}"
+            if pod_key in missing:
+                creates[pod_key] = pinned(missing[pod_key], p.node)
+            elif pod_key in by_name and is_gated(by_name[pod_key]):
+                patches.append((by_name[pod_key], p.node))
+            else:
+                continue
+            placed[p.job][p.replica] = (p.node, p.gpus)
+        fresh = list(creates.values())
+        created = [
+            pod
+            for pod, new in zip(fresh, self.kube.map(self.kube.create_pod, fresh), strict=True)
+            if new
+        ]
+        for pod in created:
+            pods_of[_job_key(pod)].append(pod)
         list(self.kube.map(self._pin, patches))
-        stats.placed = len(patches)
+        stats.created = len(created)
+        stats.placed = sum(len(replicas) for replicas in placed.values())
 
         # -- 5. report (status writes and events in parallel: hundreds of jobs per burst)
         reasons = {u.job: u.reason for u in result.unscheduled}

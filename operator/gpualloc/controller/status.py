@@ -163,7 +163,8 @@ def job_report(job: Obj, pods: list[Obj], outcome: Outcome, desired: int, stamp:
         )
     elif outcome.lost and phase not in ("Failed", "Succeeded"):
         events.append(("Warning", "Rescheduled", "pods lost with their node; placing again"))
-    if phase == "Unschedulable" and (old_phase != "Unschedulable" or old.get("message") != message):
+    # one event when a job starts waiting, not one per round as the numbers in it move
+    if phase == "Unschedulable" and old_phase != "Unschedulable":
         events.append(("Warning", "Unschedulable", message))
     if outcome.evicted:
         events.append(("Warning", "Preempted", outcome.evicted))

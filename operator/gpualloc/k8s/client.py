@@ -89,7 +89,10 @@ class Kube:
     def create_pod(self, pod: Obj) -> bool:
         """False if it already exists (adopted, never duplicated)."""
         try:
-            self.core.create_namespaced_pod(pod["metadata"]["namespace"], pod)
+            # no response models: building a V1Pod per call costs more than the request
+            self.core.create_namespaced_pod(
+                pod["metadata"]["namespace"], pod, _preload_content=False
+            )
         except ApiException as err:
             if err.status == 409:
                 return False
@@ -98,7 +101,9 @@ class Kube:
 
     def create_service(self, svc: Obj) -> None:
         try:
-            self.core.create_namespaced_service(svc["metadata"]["namespace"], svc)
+            self.core.create_namespaced_service(
+                svc["metadata"]["namespace"], svc, _preload_content=False
+            )
         except ApiException as err:
             if err.status != 409:
                 raise
@@ -109,7 +114,9 @@ class Kube:
 
     def delete_pod(self, namespace: str, name: str, grace_seconds: int | None = None) -> None:
         try:
-            self.core.delete_namespaced_pod(name, namespace, grace_period_seconds=grace_seconds)
+            self.core.delete_namespaced_pod(
+                name, namespace, grace_period_seconds=grace_seconds, _preload_content=False
+            )
         except ApiException as err:
             if err.status != 404:
                 raise
@@ -117,7 +124,13 @@ class Kube:
     def patch_job_status(self, kind: str, namespace: str, name: str, status: Obj) -> None:
         try:
             self.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, PLURALS[kind], name, {"status": status}
+                GROUP,
+                VERSION,
+                namespace,
+                PLURALS[kind],
+                name,
+                {"status": status},
+                _preload_content=False,
             )
         except ApiException as err:
             if err.status != 404:  # deleted meanwhile
@@ -159,6 +172,7 @@ class Kube:
                 "lastTimestamp": stamp,
                 "count": 1,
             },
+            _preload_content=False,
         )
 
     # -- leases (leader election)
