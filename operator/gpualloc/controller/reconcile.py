@@ -22,7 +22,14 @@ from gpualloc.controller.pods import (
 )
 from gpualloc.controller.status import Outcome, job_report, status_changed
 from gpualloc.k8s.client import Kube, now
-from gpualloc.k8s.convert import JOB_LABEL, SpecError, job_from_k8s, node_from_k8s, policy_from_k8s
+from gpualloc.k8s.convert import (
+    JOB_LABEL,
+    SpecError,
+    committed_node,
+    job_from_k8s,
+    node_from_k8s,
+    policy_from_k8s,
+)
 from gpualloc.k8s.snapshot import build_snapshot
 from gpualloc.model import JobKind, Plan, Policy, Snapshot
 from gpualloc.solver import plan as solve
@@ -105,11 +112,12 @@ class Reconciler:
             desired_of[key] = model.replicas
             if _finished(job, pods_of[key], model.replicas):
                 continue
-            # -- pods whose node is gone are lost: re-place them (a gang restarts whole)
+            # -- pods bound or pinned to a node that is gone are lost: re-place them
+            # (a training gang restarts whole)
             lost = [
                 p
                 for p in pods_of[key]
-                if (p.get("spec") or {}).get("nodeName") not in (None, *node_names)
+                if (node := committed_node(p)) is not None and node not in node_names
             ]
             failed_replicas = [
                 p
