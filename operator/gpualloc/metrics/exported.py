@@ -64,6 +64,23 @@ PROMETHEUS_UP = Gauge(
     "1 if the last Prometheus query worked, 0 if "
     "not (capacity-only mode), -1 if no Prometheus is configured.",
 )
+PROMETHEUS_ERRORS = PromCounter(
+    "gpualloc_prometheus_errors_total",
+    "Prometheus queries of the operator's input that failed, by reason "
+    "(Unreachable, QueryFailed, BadResponse).",
+    ["reason"],
+)
+AUTOSCALING_DEMAND = Gauge(
+    "gpualloc_autoscaling_demand",
+    "Demand of an autoscaled LLMInferenceJob, as its spec.autoscaling.query measured it.",
+    ["namespace", "job"],
+)
+AUTOSCALING_DESIRED = Gauge(
+    "gpualloc_autoscaling_desired_replicas",
+    "Replicas an autoscaled LLMInferenceJob wants: ceil(demand / targetPerReplica) within "
+    "minReplicas..maxReplicas.",
+    ["namespace", "job"],
+)
 IS_LEADER = Gauge("gpualloc_leader", "1 on the replica that holds the leader lease.")
 
 _STATUSES = ("OPTIMAL", "FEASIBLE", "INFEASIBLE", "UNKNOWN", "MODEL_INVALID")
