@@ -127,14 +127,21 @@ def wait_stable(fn: Any, settle: float, timeout: float) -> tuple[Any, float]:
     return last, changed - start
 
 
-def wait_until(done: Any, timeout: float) -> float:
-    """Seconds until done() first holds."""
+def wait_until(done: Any, timeout: float, core: Any = None, settle: float = 6.0) -> float:
+    """Seconds until done() holds and the number of bound pods has not changed for `settle`
+    seconds (a later round may still place more); the time of the last change counts."""
     start = time.monotonic()
-    while not done():
-        if time.monotonic() - start > timeout:
+    last_count, last_change = -1, start
+    while True:
+        now = time.monotonic()
+        if now - start > timeout:
             raise TimeoutError("benchmark did not settle")
+        count = len(bound_pods(core)) if core is not None else 0
+        if count != last_count:
+            last_count, last_change = count, now
+        if done() and now - last_change >= settle:
+            return last_change - start
         time.sleep(0.25)
-    return time.monotonic() - start
 
 
 def gpualloc_done(core: Any, custom: Any) -> bool:
@@ -187,8 +194,18 @@ def run(state: Path, jobs: int, seed: int) -> dict[str, Any]:
     api.rest_client.pool_manager.connection_pool_kw["maxsize"] = 16
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
     # a namespace left by an earlier run must be gone before this one starts
-    subprocess.run([*kubectl, "delete", "namespace", NAMESPACE, "--ignore-not-found",
-                    "--wait=true", "--timeout=300s"], capture_output=True)
+    subprocess.run(
+        [
+            *kubectl,
+            "delete",
+            "namespace",
+            NAMESPACE,
+            "--ignore-not-found",
+            "--wait=true",
+            "--timeout=300s",
+        ],
+        capture_output=True,
+    )
     subprocess.run([*kubectl, "create", "namespace", NAMESPACE], check=True, capture_output=True)
     time.sleep(2)  # default ServiceAccount
     w = workload(jobs, seed)
@@ -199,11 +216,19 @@ def run(state: Path, jobs: int, seed: int) -> dict[str, Any]:
     pods_total = sum(x["count"] for x in w)
 
     # -- gpualloc (a 2 s solver budget per round, as in the planner benchmark)
-    policy = {"apiVersion": "gpualloc.io/v1alpha1", "kind": "AllocationPolicy",
-              "metadata": {"name": "default"},
-              "spec": {"solver": {"timeLimitSeconds": 2}, "debounceSeconds": 0.5}}
-    subprocess.run([*kubectl, "apply", "-f", "-"], input=json.dumps(policy), text=True,
-                   check=True, capture_output=True)
+    policy = {
+        "apiVersion": "gpualloc.io/v1alpha1",
+        "kind": "AllocationPolicy",
+        "metadata": {"name": "default"},
+        "spec": {"solver": {"timeLimitSeconds": 2}, "debounceSeconds": 0.5},
+    }
+    subprocess.run(
+        [*kubectl, "apply", "-f", "-"],
+        input=json.dumps(policy),
+        text=True,
+        check=True,
+        capture_output=True,
+    )
     logs = state / "logs"
     op = OperatorProcess(cluster.kubeconfig, logs, "bench-operator").start()
     op.wait_leading()
@@ -219,7 +244,7 @@ def run(state: Path, jobs: int, seed: int) -> dict[str, Any]:
             )
         )
     created = time.monotonic() - t0
-    elapsed = wait_until(lambda: gpualloc_done(core, custom), timeout=600)
+    elapsed = wait_until(lambda: gpualloc_done(core, custom), timeout=600, core=core)
     count = len(bound_pods(core))
     ours = {
         "pods_bound": count,
@@ -257,7 +282,7 @@ def run(state: Path, jobs: int, seed: int) -> dict[str, Any]:
     t0 = time.monotonic()
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda p: core.create_namespaced_pod(NAMESPACE, p), pods))
-    elapsed = wait_until(lambda: scheduler_done(core), timeout=600)
+    elapsed = wait_until(lambda: scheduler_done(core), timeout=600, core=core)
     count = len(bound_pods(core))
     by_job: dict[str, list[Any]] = defaultdict(list)
     for p in bound_pods(core):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Sequence
 
-from gpualloc.model import Eviction, Plan, Policy, Snapshot, Unscheduled
+from gpualloc.model import Eviction, Placement, Plan, Policy, Snapshot, Unscheduled
 from gpualloc.solver.baselines import plan_greedy
 from gpualloc.solver.cpsat import AllocationModel
 from gpualloc.solver.decode import decode
@@ -29,6 +30,15 @@ def _hint_from(previous: Plan, inst: Instance) -> tuple[dict[tuple[int, int], in
     return counts, new
 
 
+def _by_level(placements: Sequence[Placement], snapshot: Snapshot, levels: list[int]) -> list[int]:
+    """GPUs per priority level, highest first: compared as a tuple it is objective level 1."""
+    priority = {j.key: j.priority for j in snapshot.jobs}
+    gpus: Counter[int] = Counter()
+    for p in placements:
+        gpus[priority[p.job]] += p.gpus
+    return [gpus[level] for level in levels]
+
+
 def plan(snapshot: Snapshot, policy: Policy | None = None, previous: Plan | None = None) -> Plan:
     """The globally best placement for `snapshot`, its proven bound, and reasons for the rest."""
     policy = policy or Policy()
@@ -36,11 +46,20 @@ def plan(snapshot: Snapshot, policy: Policy | None = None, previous: Plan | None
     inst = build_instance(snapshot, policy)
     model = AllocationModel(inst, policy)
     # Warm start: the previous plan keeps re-solves from churning; without one, greedy
-    # best-fit gives a good first solution, so the plan is never worse than best-fit.
-    start = previous if previous is not None else plan_greedy(snapshot, "best-fit", explain=False)
-    model.hint(*_hint_from(start, inst))
+    # best-fit gives a good first solution.
+    greedy = plan_greedy(snapshot, "best-fit", explain=False)
+    model.hint(*_hint_from(previous or greedy, inst))
     sol = model.solve()
     placements, placed = decode(inst, sol)
+    # If the time limit cut the solve short before the lower priority levels were optimized,
+    # the result can be lexicographically worse than best-fit: then best-fit it is.
+    levels = sorted({j.priority for j in snapshot.jobs}, reverse=True)
+    if _by_level(greedy.placements, snapshot, levels) > _by_level(placements, snapshot, levels):
+        placements = list(greedy.placements)
+        sol.evicted = set()
+        sol.status = "FEASIBLE"
+        counts = Counter(p.job for p in placements)
+        placed = {j for j, s in enumerate(inst.jobs) if counts[s.job.key] > len(s.running)}
 
     jobs_by_key = {j.key: j for j in snapshot.jobs}
     explainer = Explainer(snapshot.nodes, inst.free_by_node, placements, jobs_by_key, sol.status)
