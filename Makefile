@@ -8,7 +8,7 @@ PROFILE ?= hack/profiles/default.yaml
 export GPUALLOC_CACHE ?= $(HOME)/.cache/gpualloc
 
 .PHONY: setup deps lint typecheck test test-unit test-cluster cluster-up cluster-down cluster-status bench clean \
-	demo demo-down generate
+	demo demo-down generate bench-planner bench-operator
 
 setup: $(STAMP)
 
@@ -63,6 +63,16 @@ generate: setup
 
 cluster-status: setup
 	$(BIN)/python hack/localcluster.py status
+
+# Benchmarks, JSON in bench-results/: the planner on synthetic 1k/10k-node clusters against
+# greedy baselines, then the operator end to end on 200 kwok nodes against kube-scheduler alone.
+bench: bench-planner bench-operator
+
+bench-planner: setup
+	$(BIN)/gpualloc bench planner --out bench-results/planner.json
+
+bench-operator: setup deps
+	$(BIN)/python hack/bench_operator.py --out bench-results/operator.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
