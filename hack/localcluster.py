@@ -501,7 +501,13 @@ class Cluster:
                 "--kube-api-burst=400",
             ]
         if name == "kube-scheduler":
-            return [*common, f"--secure-port={p['scheduler']}"]
+            # Default 50 QPS caps binding at ~50 pods/s; large clusters raise it likewise.
+            return [
+                *common,
+                f"--secure-port={p['scheduler']}",
+                "--kube-api-qps=200",
+                "--kube-api-burst=400",
+            ]
         if name == "kwok":
             stages = (self.bin / "kwok").resolve().parent / "stages"
             return [

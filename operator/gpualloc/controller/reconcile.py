@@ -180,7 +180,8 @@ class Reconciler:
             else:
                 continue
             placed[p.job][p.replica] = (p.node, p.gpus)
-        fresh = list(creates.values())
+        # placed pods first: they are what users wait for; gated ones only show the queue
+        fresh = sorted(creates.values(), key=is_gated)
         created = [
             pod
             for pod, new in zip(fresh, self.kube.map(self.kube.create_pod, fresh), strict=True)
