@@ -34,7 +34,7 @@ def simulate(
     state = DeviceState(nodes)
     arrivals = sample_arrivals(pod_list, state.total_gpu_milli, arrival, seed)
     placer = make_policy(
-        policy, pod_list, state.models, BatchOptions(time_limit_seconds=time_limit)
+        policy, pod_list, state, BatchOptions(time_limit_seconds=time_limit), load=arrival
     )
     levels = [lv for lv in LEVELS if lv <= round(arrival * 100)]
     with tqdm(
@@ -85,7 +85,7 @@ def _table(out: dict[str, Any]) -> str:
 @click.option("--policy", default="gpualloc", show_default=True, type=click.Choice(POLICIES))
 @click.option(
     "--batch",
-    default=16,
+    default=8,
     show_default=True,
     type=click.IntRange(1, 256),
     help="arrivals planned jointly (gpualloc only)",

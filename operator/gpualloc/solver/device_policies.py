@@ -17,6 +17,7 @@ import numpy as np
 from gpualloc.model.devices import MILLI, DevicePlacement, PodRequest
 from gpualloc.solver.devicestate import DeviceState, FloatArray, IntArray
 from gpualloc.solver.fragmentation import Workload, node_fragmentation
+from gpualloc.solver.mix import MixPlan
 
 
 class DevicePolicy(Protocol):
@@ -105,13 +106,19 @@ def fragmentation_delta(
 
 
 class FGD:
-    def __init__(self, workload: Workload) -> None:
+    """With a `mix` plan (gpualloc), only the nodes it allows are considered (see
+    `MixPlan.allowed`); FGD proper has none."""
+
+    def __init__(self, workload: Workload, mix: MixPlan | None = None) -> None:
         self.workload = workload
+        self.mix = mix
 
     def choose(self, state: DeviceState, pod: PodRequest) -> DevicePlacement | None:
         ok = np.flatnonzero(state.fits(pod))
         if not ok.size:
             return None
+        if self.mix is not None:
+            ok = self.mix.allowed(state, pod, ok)
         delta = fragmentation_delta(state, pod, ok, self.workload)
         flat = int(np.argmin(delta))  # row-major: lowest node, then lowest device
         row, device = divmod(flat, delta.shape[1])

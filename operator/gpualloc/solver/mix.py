@@ -13,6 +13,7 @@ Variables: a[s, t] = pods of shape s planned on node type t (integer).
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,8 +32,41 @@ Shape = tuple[int, int, int, int, tuple[str, ...]]
 class MixPlan:
     node_type: IntArray  # [nodes] -> type index
     share: dict[Shape, dict[int, float]]  # shape -> type -> planned fraction of its pods
+    # shapes that fill a whole node: the node types they fit and the pods expected
+    whole_node: dict[Shape, tuple[IntArray, float]] = field(default_factory=dict)
+    expected_pods: float = 1.0
     arrived: Counter[Shape] = field(default_factory=Counter)
     placed: Counter[tuple[Shape, int]] = field(default_factory=Counter)
+
+    def allowed(self, state: DeviceState, pod: PodRequest, rows: IntArray) -> IntArray:
+        """The candidate `rows` to use: not a node kept empty for whole-node pods still
+        expected, and of a type still short of its planned share of this shape; each rule
+        is dropped when it would leave nothing."""
+        keep = rows
+        reserved = self._reserved_nodes(state, pod)
+        if reserved.any():
+            free = rows[~reserved[rows]]
+            keep = free if free.size else rows
+        preferred = self.preferred(pod, keep)
+        return keep[preferred] if preferred.any() else keep
+
+    def _reserved_nodes(self, state: DeviceState, pod: PodRequest) -> BoolArray:
+        out = np.zeros(len(self.node_type), dtype=np.bool_)
+        if not self.whole_node:
+            return out
+        to_come = max(0.0, 1.0 - sum(self.arrived.values()) / self.expected_pods)
+        real = state.gpu_left >= 0
+        empty = ((state.gpu_left == MILLI) | ~real).all(axis=1) & (
+            state.cpu_left == state.cpu_total
+        )
+        for shape, (types, expected) in self.whole_node.items():
+            if shape == pod.shape:
+                continue
+            need = math.ceil(expected * to_come)
+            of_types = empty & np.isin(self.node_type, types)
+            if need and int(of_types.sum()) <= need:
+                out |= of_types
+        return out
 
     def preferred(self, pod: PodRequest, rows: IntArray) -> BoolArray:
         """Among candidate `rows`, the nodes of types still short of their planned share
@@ -43,6 +77,17 @@ class MixPlan:
         expected = self.arrived[pod.shape] + 1
         open_types = [t for t, q in plan.items() if self.placed[pod.shape, t] < q * expected + 0.5]
         return np.isin(self.node_type[rows], open_types)
+
+    def fork(self) -> MixPlan:
+        """A copy whose counters can move without touching these."""
+        return MixPlan(
+            self.node_type,
+            self.share,
+            self.whole_node,
+            self.expected_pods,
+            Counter(self.arrived),
+            Counter(self.placed),
+        )
 
     def observe(self, pod: PodRequest, node: int | None) -> None:
         self.arrived[pod.shape] += 1
@@ -128,4 +173,12 @@ def plan_mix(
             total = sum(plan.values())
             for t in plan:
                 plan[t] /= total
-    return MixPlan(types, share)
+    # pods that take a whole node: keep enough empty nodes for those still to come
+    whole_node: dict[Shape, tuple[IntArray, float]] = {}
+    for shape, count in counts.items():
+        pod = example[shape]
+        fits = [t for (s, t) in a if s == shape and state.nodes[first[t]].gpus == pod.num_gpu]
+        if pod.whole_gpus and fits:
+            expected = count / len(pod_list) * expected_pods
+            whole_node[shape] = (np.array(fits, dtype=np.int64), expected)
+    return MixPlan(types, share, whole_node, expected_pods)
