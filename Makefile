@@ -8,7 +8,7 @@ PROFILE ?= hack/profiles/default.yaml
 export GPUALLOC_CACHE ?= $(HOME)/.cache/gpualloc
 
 .PHONY: setup deps lint typecheck test test-unit test-cluster cluster-up cluster-down cluster-status bench clean \
-	demo demo-down generate bench-planner bench-operator
+	demo demo-down generate dashboards manifests helm-lint prometheus-up prometheus-down kind-demo bench-planner bench-operator
 
 setup: $(STAMP)
 
@@ -25,12 +25,18 @@ deps:
 	hack/build-binaries.sh
 	hack/install-prometheus.sh
 
+# hack/ scripts of the observability and packaging work (strict types too, see typecheck)
+HACK_PY := hack/localcluster.py hack/gen_dashboard.py hack/gen_manifests.py hack/localprom.py \
+	hack/fake_dcgm_exporter.py hack/render_dashboard_preview.py
+
 lint: setup
-	$(BIN)/ruff check operator tests hack/localcluster.py
-	$(BIN)/ruff format --check operator tests hack/localcluster.py
+	$(BIN)/ruff check operator tests $(HACK_PY)
+	$(BIN)/ruff format --check operator tests $(HACK_PY)
 
 typecheck: setup
 	$(BIN)/mypy
+	$(BIN)/mypy --strict hack/gen_dashboard.py hack/gen_manifests.py hack/localprom.py \
+		hack/fake_dcgm_exporter.py hack/render_dashboard_preview.py
 
 test-unit: setup
 	$(BIN)/pytest -m unit
@@ -57,9 +63,45 @@ demo: setup deps
 
 demo-down: cluster-down
 
-# Regenerate the CRDs (crds/ and the Helm chart's copies) from hack/gen_crds.py.
+# Regenerate the CRDs (crds/ and the Helm chart's copies) from hack/gen_crds.py, the dashboard
+# and the kustomize base.
 generate: setup
 	$(BIN)/python hack/gen_crds.py
+	$(BIN)/python hack/gen_dashboard.py
+	$(BIN)/python hack/gen_manifests.py
+
+# The Grafana dashboard (helm/gpualloc/files/dashboard.json) from hack/gen_dashboard.py.
+dashboards: setup
+	$(BIN)/python hack/gen_dashboard.py
+
+# manifests/ (kustomize base) from the Helm chart's defaults; run after chart changes.
+manifests: setup deps
+	$(BIN)/python hack/gen_manifests.py
+
+helm-lint: setup deps
+	$$(ls -d $(GPUALLOC_CACHE)/bin/helm-*/helm | tail -n1) lint --strict helm/gpualloc
+
+# Real Prometheus for the local cluster, scraping the operator (METRICS, default
+# 127.0.0.1:8080) and the fake DCGM exporter of the cluster's GPU nodes.
+METRICS ?= 127.0.0.1:8080
+prometheus-up: setup deps
+	$(BIN)/python hack/localprom.py start --target gpualloc=$(METRICS) --dcgm
+
+prometheus-down: setup
+	$(BIN)/python hack/localprom.py stop
+
+# For users with Docker (not run by the test suite: no Docker here): a kind cluster whose
+# workers advertise fake GPUs, the operator image, the chart and the sample jobs.
+KIND_CLUSTER ?= gpualloc
+kind-demo:
+	kind create cluster --name $(KIND_CLUSTER) --config hack/kind/cluster.yaml
+	docker build -t gpualloc:dev .
+	kind load docker-image gpualloc:dev --name $(KIND_CLUSTER)
+	hack/kind/advertise-gpus.sh
+	helm install gpualloc helm/gpualloc -n gpualloc-system --create-namespace --wait \
+		--set image.repository=gpualloc,image.tag=dev,image.pullPolicy=Never
+	kubectl apply -f manifests/samples/
+	kubectl get gpualloc -A
 
 cluster-status: setup
 	$(BIN)/python hack/localcluster.py status

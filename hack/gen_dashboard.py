@@ -121,7 +121,7 @@ ROWS: list[tuple[str, list[PanelSpec]]] = [
                 "The 20 jobs holding the most GPUs now.",
                 (
                     Query(
-                        "topk(20, sum by (namespace, job, kind, priority) "
+                        "topk(20, sum by (namespace, job_name, kind, priority) "
                         "(gpualloc_job_allocated_gpus))",
                     ),
                 ),

@@ -171,7 +171,7 @@ def test_autoscaling_query_drives_replicas(
         )
 
     env.kube.wait_for(lambda: replicas(3), timeout=30, what="3 replicas for 50 req/s")
-    assert metric_value(op, "gpualloc_autoscaling_desired_replicas", job="chat") == 3
+    assert metric_value(op, "gpualloc_autoscaling_desired_replicas", job_name="chat") == 3
     dcgm.set_demand(model, 500)  # 25 replicas wanted, maxReplicas 4
     env.kube.wait_for(lambda: replicas(4), timeout=30, what="4 replicas (the maximum)")
     dcgm.set_demand(model, 5)

@@ -16,25 +16,38 @@ from prometheus_client import Gauge, Histogram
 from gpualloc.k8s.convert import created_at
 from gpualloc.model import Plan, Snapshot
 
-CLUSTER_GPUS = Gauge("gpualloc_cluster_gpus", "Allocatable GPUs on managed nodes.", ["product"])
+CLUSTER_GPUS = Gauge(
+    "gpualloc_cluster_gpus",
+    "Allocatable GPUs on managed nodes, by GPU product (node label nvidia.com/gpu.product).",
+    ["product"],
+)
 ALLOCATED_GPUS = Gauge(
-    "gpualloc_allocated_gpus", "GPUs held by gpualloc jobs after the last plan.", ["product"]
+    "gpualloc_allocated_gpus",
+    "GPUs held by gpualloc jobs after the last plan, by GPU product.",
+    ["product"],
 )
 UNHEALTHY_GPUS = Gauge(
-    "gpualloc_unhealthy_gpus", "GPUs taken out of capacity for XID errors.", ["node"]
+    "gpualloc_unhealthy_gpus", "GPUs taken out of capacity for DCGM XID errors, by node.", ["node"]
 )
 JOB_GPUS = Gauge(
     "gpualloc_job_allocated_gpus",
-    "GPUs allocated per job.",
-    ["namespace", "job", "kind", "priority"],
+    "GPUs allocated per job (labels: namespace, job_name, kind LLMTrainingJob|LLMInferenceJob, "
+    "priority). `job_name`, not `job`: Prometheus keeps `job` for the scrape job.",
+    ["namespace", "job_name", "kind", "priority"],
 )
-PENDING_JOBS = Gauge("gpualloc_pending_jobs", "Jobs waiting for GPUs, by priority.", ["priority"])
+PENDING_JOBS = Gauge(
+    "gpualloc_pending_jobs", "Jobs the last plan could not place, by priority.", ["priority"]
+)
 JOB_WAIT = Gauge(
     "gpualloc_job_wait_seconds",
-    "How long each waiting job has waited since creation.",
-    ["namespace", "job", "priority"],
+    "How long each waiting job has waited since creation (labels: namespace, job_name, priority).",
+    ["namespace", "job_name", "priority"],
 )
-JOBS = Gauge("gpualloc_jobs", "Jobs by phase.", ["phase"])
+JOBS = Gauge(
+    "gpualloc_jobs",
+    "Jobs by status.phase (Pending, Unschedulable, Allocated, Running, ...).",
+    ["phase"],
+)
 SOLVE_DURATION = Histogram(
     "gpualloc_solve_duration_seconds",
     "CP-SAT solve time per round.",
@@ -49,7 +62,12 @@ SOLVER_GAP = Gauge(
     "gpualloc_solver_gap_ratio",
     "Relative gap between the plan and the solver's proven bound (0 = optimal).",
 )
-SOLVER_STATUS = Gauge("gpualloc_solver_status", "1 for the status of the last solve.", ["status"])
+SOLVER_STATUS = Gauge(
+    "gpualloc_solver_status",
+    "1 for the CP-SAT status of the last solve (label status: OPTIMAL, FEASIBLE, INFEASIBLE, "
+    "UNKNOWN, MODEL_INVALID), 0 for the others.",
+    ["status"],
+)
 ROUNDS = PromCounter("gpualloc_rounds_total", "Planning rounds run, by solver status.", ["status"])
 ROUND_ERRORS = PromCounter("gpualloc_round_errors_total", "Planning rounds that failed.")
 PREEMPTIONS = PromCounter("gpualloc_preemptions_total", "Jobs evicted for higher priority.")
@@ -73,13 +91,13 @@ PROMETHEUS_ERRORS = PromCounter(
 AUTOSCALING_DEMAND = Gauge(
     "gpualloc_autoscaling_demand",
     "Demand of an autoscaled LLMInferenceJob, as its spec.autoscaling.query measured it.",
-    ["namespace", "job"],
+    ["namespace", "job_name"],
 )
 AUTOSCALING_DESIRED = Gauge(
     "gpualloc_autoscaling_desired_replicas",
     "Replicas an autoscaled LLMInferenceJob wants: ceil(demand / targetPerReplica) within "
     "minReplicas..maxReplicas.",
-    ["namespace", "job"],
+    ["namespace", "job_name"],
 )
 IS_LEADER = Gauge("gpualloc_leader", "1 on the replica that holds the leader lease.")
 
