@@ -127,10 +127,11 @@ def wait_stable(fn: Any, settle: float, timeout: float) -> tuple[Any, float]:
     return last, changed - start
 
 
-def wait_until(done: Any, timeout: float, core: Any = None, settle: float = 6.0) -> float:
-    """Seconds until done() holds and the number of bound pods has not changed for `settle`
-    seconds (a later round may still place more); the time of the last change counts."""
-    start = time.monotonic()
+def wait_until(
+    done: Any, start: float, timeout: float, core: Any = None, settle: float = 6.0
+) -> float:
+    """Seconds from `start` until done() holds and the number of bound pods has not changed
+    for `settle` seconds (a later round may still place more); the last change counts."""
     last_count, last_change = -1, start
     while True:
         now = time.monotonic()
@@ -244,7 +245,7 @@ def run(state: Path, jobs: int, seed: int) -> dict[str, Any]:
             )
         )
     created = time.monotonic() - t0
-    elapsed = wait_until(lambda: gpualloc_done(core, custom), timeout=600, core=core)
+    elapsed = wait_until(lambda: gpualloc_done(core, custom), t0, timeout=600, core=core)
     count = len(bound_pods(core))
     ours = {
         "pods_bound": count,
@@ -277,12 +278,13 @@ def run(state: Path, jobs: int, seed: int) -> dict[str, Any]:
     )
     wait_stable(lambda: len(core.list_namespaced_pod(NAMESPACE).items), settle=3, timeout=300)
 
-    # -- plain kube-scheduler, the same pods, no gates
+    # -- plain kube-scheduler, the same pods, no gates; timed from the first create, as the
+    # gpualloc run is timed from the first job create
     pods = [p for x in w for p in plain_pods(x)]
     t0 = time.monotonic()
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda p: core.create_namespaced_pod(NAMESPACE, p), pods))
-    elapsed = wait_until(lambda: scheduler_done(core), timeout=600, core=core)
+    elapsed = wait_until(lambda: scheduler_done(core), t0, timeout=600, core=core)
     count = len(bound_pods(core))
     by_job: dict[str, list[Any]] = defaultdict(list)
     for p in bound_pods(core):
