@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PROFILE ?= hack/profiles/default.yaml
 export GPUALLOC_CACHE ?= $(HOME)/.cache/gpualloc
 
-.PHONY: setup deps lint typecheck test test-unit test-cluster cluster-up cluster-down cluster-status bench clean \
+.PHONY: setup deps lint typecheck test test-unit test-cluster cluster-up cluster-down cluster-status bench bench-sim clean \
 	demo demo-down generate dashboards manifests helm-lint prometheus-up prometheus-down kind-demo bench-planner bench-operator
 
 setup: $(STAMP)
@@ -115,6 +115,13 @@ bench-planner: setup
 
 bench-operator: setup deps
 	$(BIN)/python hack/bench_operator.py --out bench-results/operator.json
+
+# Trace-driven simulator: openb (3 pod lists x 5 policies x SEEDS) and Philly gangs;
+# JSON in bench-results/, plot in docs/simulator-openb.png. About 25 min on 2 cores.
+SEEDS ?= 42,43,44
+BATCH ?= 8
+bench-sim: setup
+	$(BIN)/python -m gpualloc.sim.bench_sim --seeds $(SEEDS) --batch $(BATCH) --jobs 2
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -35,6 +35,7 @@ class MixPlan:
     # shapes that fill a whole node: the node types they fit and the pods expected
     whole_node: dict[Shape, tuple[IntArray, float]] = field(default_factory=dict)
     expected_pods: float = 1.0
+    steer: bool = True  # steer by planned shares (else only the reservations)
     arrived: Counter[Shape] = field(default_factory=Counter)
     placed: Counter[tuple[Shape, int]] = field(default_factory=Counter)
 
@@ -47,6 +48,8 @@ class MixPlan:
         if reserved.any():
             free = rows[~reserved[rows]]
             keep = free if free.size else rows
+        if not self.steer:
+            return keep
         preferred = self.preferred(pod, keep)
         return keep[preferred] if preferred.any() else keep
 
@@ -85,6 +88,7 @@ class MixPlan:
             self.share,
             self.whole_node,
             self.expected_pods,
+            self.steer,
             Counter(self.arrived),
             Counter(self.placed),
         )

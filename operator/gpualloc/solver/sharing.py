@@ -9,8 +9,9 @@ strict order (solved with `lexicographic.solve_lexicographic`):
 
 Only the few best nodes of each pod (by its own fragmentation growth) are candidates, plus
 where a sequential fragmentation-greedy pass would put it; that pass is the warm start and
-the fallback: the plan kept is the better of the two by (GPU milli, pods, exact growth of
-fragmentation), so a batch never does worse than the greedy pass.
+the fallback. The plan kept is the best of CP-SAT's, the greedy pass's and sequential
+best-fit's by (GPU milli, pods, exact growth of fragmentation), so a batch never places
+less GPU milli than either greedy policy would from the same state.
 
 Variables (all boolean):
   x[i, n, g]  pod i on node n, using device g (a share: its milli; whole GPUs: 1000)
@@ -27,7 +28,7 @@ import numpy as np
 from ortools.sat.python import cp_model
 
 from gpualloc.model.devices import MILLI, DevicePlacement, PodRequest
-from gpualloc.solver.device_policies import FGD, fragmentation_delta
+from gpualloc.solver.device_policies import FGD, BestFit, fragmentation_delta
 from gpualloc.solver.devicestate import DeviceState
 from gpualloc.solver.fragmentation import Workload, node_fragmentation
 from gpualloc.solver.lexicographic import Objective, solve_lexicographic
@@ -49,16 +50,18 @@ class _Candidate:
 
 
 def _greedy(
-    state: DeviceState, pods: Sequence[PodRequest], workload: Workload, mix: MixPlan | None
+    state: DeviceState,
+    pods: Sequence[PodRequest],
+    policy: FGD | BestFit,
 ) -> list[DevicePlacement | None]:
-    """Fragmentation-greedy in arrival order (largest-first was worse on seeds 43-44)."""
+    """One pod at a time in arrival order (largest-first was worse on seeds 43-44)."""
     trial = state.copy()
-    policy = FGD(workload, mix.fork() if mix is not None else None)
+    mix = policy.mix if isinstance(policy, FGD) else None
     out: list[DevicePlacement | None] = [None] * len(pods)
     for i in range(len(pods)):
         spot = policy.choose(trial, pods[i])
-        if policy.mix is not None:
-            policy.mix.observe(pods[i], spot.node if spot is not None else None)
+        if mix is not None:
+            mix.observe(pods[i], spot.node if spot is not None else None)
         if spot is not None:
             trial.place(pods[i], spot)
         out[i] = spot
@@ -141,9 +144,10 @@ def plan_batch(
     With a `mix` plan, candidates are the nodes of the types it still wants (its counters
     are not moved here: the caller observes what it commits)."""
     options = options or BatchOptions()
-    greedy = _greedy(state, pods, workload, mix)
+    greedy = _greedy(state, pods, FGD(workload, mix.fork() if mix is not None else None))
     if len(pods) <= 1:
         return greedy
+    best_fit = _greedy(state, pods, BestFit())
     model = cp_model.CpModel()
     x: dict[tuple[int, int, int], cp_model.IntVar] = {}
     y: dict[tuple[int, int], cp_model.IntVar] = {}
@@ -191,7 +195,7 @@ def plan_batch(
             placed_milli.append(pod.gpu_request_milli * sum(on_some))
             placed_pods.append(sum(on_some))
     if not y:
-        return greedy
+        return _best(state, pods, workload, [greedy, best_fit])
     for (n, g), load in device_load.items():
         model.add(sum(load) <= int(state.gpu_left[n, g]))
     for n, load in node_cpu.items():
@@ -212,7 +216,7 @@ def plan_batch(
         num_workers=options.num_workers,
     )
     if solver is None:
-        return greedy
+        return _best(state, pods, workload, [greedy, best_fit])
     out: list[DevicePlacement | None] = []
     for i, pod in enumerate(pods):
         spot = None
@@ -224,10 +228,19 @@ def plan_batch(
                 spot = DevicePlacement(n, devices)
         out.append(spot)
     # the model's fragmentation term is additive (each pod against the batch's starting
-    # state); the exact measure decides between its plan and the greedy one
-    if _score(state, pods, out, workload) < _score(state, pods, greedy, workload):
-        return greedy
-    return out
+    # state); the exact measure decides between its plan and the greedy ones
+    return _best(state, pods, workload, [out, greedy, best_fit])
+
+
+def _best(
+    state: DeviceState,
+    pods: Sequence[PodRequest],
+    workload: Workload,
+    plans: list[list[DevicePlacement | None]],
+) -> list[DevicePlacement | None]:
+    """The first plan with the best (GPU milli, pods, -fragmentation growth)."""
+    scores = [_score(state, pods, p, workload) for p in plans]
+    return plans[scores.index(max(scores))]
 
 
 def _hint(

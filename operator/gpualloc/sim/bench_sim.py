@@ -1,0 +1,162 @@
+"""`make bench-sim`: the openb and Philly benchmarks, JSON under bench-results/ and a plot.
+
+Usage: python -m gpualloc.sim.bench_sim [--seeds 42,43,44] [--batch 8] [--jobs 2] [--out DIR]
+Runs every (pod list, policy, seed) through the same code as `gpualloc simulate`, in
+parallel processes, adds the proven floor (`solver/bound.py`) and the published FGD
+results, and draws unallocated GPU % vs arrival (like Figure 9a of the FGD paper).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from gpualloc.cli_simulate import simulate
+from gpualloc.sim.openb import LEVELS, crossings, read_nodes, read_pods, sample_arrivals
+from gpualloc.sim.philly import run_philly
+from gpualloc.solver.bound import allocation_upper_bound
+from gpualloc.solver.devicestate import DeviceState
+
+DATA = Path("../shared/data")
+NODES = DATA / "openb" / "openb_node_list_gpu_node.csv"
+LISTS = ("default", "gpushare100", "multigpu50")
+POLICIES = ("gpualloc", "fgd", "best-fit", "first-fit", "spread")
+PUBLISHED = {"06-FGD": "FGD (published)", "05-BestFit": "BestFit (published)"}
+
+
+def _pods(name: str) -> Path:
+    return DATA / "openb" / f"openb_pod_list_{name}.csv"
+
+
+def _run(args: tuple[str, str, int, int]) -> dict[str, Any]:
+    pod_list, policy, seed, batch = args
+    out = simulate(str(NODES), str(_pods(pod_list)), 1.3, seed, policy, batch, progress=False)
+    out["pod_list"] = pod_list
+    print(f"{pod_list:12} {policy:10} seed {seed}: {out['seconds']} s", file=sys.stderr)
+    return out
+
+
+def _floor(args: tuple[str, int]) -> dict[str, Any]:
+    """The proven floor on unallocated GPU % at each level (any policy)."""
+    pod_list, seed = args
+    nodes = read_nodes(NODES)
+    capacity = DeviceState(nodes).total_gpu_milli
+    arrivals = sample_arrivals(read_pods(_pods(pod_list)), capacity, 1.3, seed)
+    devices = capacity // 1000
+    floor = {}
+    for level, index in crossings(arrivals, capacity, LEVELS).items():
+        bound = allocation_upper_bound(arrivals[: index + 1], devices, time_limit_seconds=5.0)
+        floor[str(level)] = round(100 - bound / capacity * 100, 4)
+    return {"pod_list": pod_list, "seed": seed, "floor_unallocated_gpu_pct": floor}
+
+
+def published(path: Path, pod_list: str) -> dict[str, dict[str, float]]:
+    """Mean unallocated GPU % per level over the published seeds, per policy."""
+    rows: dict[str, list[dict[str, str]]] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            if row["workload"] == f"openb_pod_list_{pod_list}" and row["sc_policy"] in PUBLISHED:
+                rows.setdefault(PUBLISHED[row["sc_policy"]], []).append(row)
+    return {
+        name: {
+            str(lv): round(100 - statistics.mean(float(r[str(lv)]) for r in runs), 3)
+            for lv in LEVELS
+        }
+        for name, runs in rows.items()
+    }
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+    """pod list -> policy -> level -> mean unallocated GPU % over seeds."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for run in runs:
+        per = out.setdefault(run["pod_list"], {}).setdefault(run["policy"], {})
+        for lv, value in run["unallocated_gpu_pct"].items():
+            per.setdefault(lv, []).append(value)  # type: ignore[arg-type]
+    return {
+        pl: {
+            pol: {lv: round(statistics.mean(v), 3) for lv, v in levels.items()}  # type: ignore[arg-type]
+            for pol, levels in pols.items()
+        }
+        for pl, pols in out.items()
+    }
+
+
+def plot(summary: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(summary), figsize=(5 * len(summary), 4), squeeze=False)
+    styles = {"FGD (published)": "k--", "BestFit (published)": "k:", "floor (proven)": "g-."}
+    for ax, (pod_list, curves) in zip(axes[0], summary.items(), strict=True):
+        for name, levels in curves.items():
+            xs = [int(lv) for lv in levels]
+            ys = list(levels.values())
+            if name in styles:
+                ax.plot(xs, ys, styles[name], label=name)
+            else:
+                ax.plot(xs, ys, marker="o", markersize=3, label=name)
+        ax.set_title(f"openb {pod_list}")
+        ax.set_xlabel("arrived GPU request (% of capacity)")
+        ax.set_ylabel("unallocated GPU %")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seeds", default="42,43,44")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--lists", default=",".join(LISTS))
+    parser.add_argument("--out", default="bench-results")
+    parser.add_argument("--plot", default="docs/simulator-openb.png")
+    args = parser.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    lists = args.lists.split(",")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    # slowest first, so the pool stays busy to the end
+    tasks = [(pl, pol, s, args.batch) for pol in POLICIES for pl in lists for s in seeds]
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        floors = list(pool.map(_floor, [(pl, s) for pl in lists for s in seeds]))
+        runs = list(pool.map(_run, tasks))
+    trace = str(DATA / "philly" / "philly_jobs.csv")
+    philly = {"all_jobs": run_philly(trace), "multi_gpu_jobs": run_philly(trace, min_gpus=2)}
+    summary: dict[str, Any] = summarize(runs)
+    for pl in lists:
+        per_seed = [f["floor_unallocated_gpu_pct"] for f in floors if f["pod_list"] == pl]
+        summary[pl]["floor (proven)"] = {
+            lv: round(statistics.mean(p[lv] for p in per_seed), 3) for lv in per_seed[0]
+        }
+        summary[pl].update(published(DATA / "openb" / "fgd_allocation_results.csv", pl))
+    report = {
+        "seeds": seeds,
+        "batch": args.batch,
+        "arrival": 1.3,
+        "wall_seconds": round(time.monotonic() - started, 1),
+        "mean_unallocated_gpu_pct": summary,
+        "runs": runs,
+        "floors": floors,
+        "philly": philly,
+    }
+    (out / "bench-sim.json").write_text(json.dumps(report, indent=1))
+    plot(summary, Path(args.plot))
+    print(json.dumps({k: report[k] for k in ("seeds", "batch", "wall_seconds")}))
+    print(f"wrote {out / 'bench-sim.json'} and {args.plot}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
