@@ -40,13 +40,17 @@ def simulate(
     with tqdm(
         total=len(arrivals), desc=f"{policy} seed {seed}", unit="pod", disable=not progress
     ) as bar:
+
+        def advance(count: int) -> None:
+            bar.update(count)
+
         result = replay(
             nodes,
             arrivals,
             placer,
             batch=batch if policy == "gpualloc" else 1,
             levels=levels,
-            progress=bar.update,
+            progress=advance,
         )
     failed_gpu = [p for p in result.failed if p.gpu_request_milli]
     return {

@@ -75,17 +75,17 @@ def published(path: Path, pod_list: str) -> dict[str, dict[str, float]]:
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
     """pod list -> policy -> level -> mean unallocated GPU % over seeds."""
-    out: dict[str, dict[str, dict[str, float]]] = {}
+    values: dict[str, dict[str, dict[str, list[float]]]] = {}
     for run in runs:
-        per = out.setdefault(run["pod_list"], {}).setdefault(run["policy"], {})
+        per = values.setdefault(run["pod_list"], {}).setdefault(run["policy"], {})
         for lv, value in run["unallocated_gpu_pct"].items():
-            per.setdefault(lv, []).append(value)  # type: ignore[arg-type]
+            per.setdefault(lv, []).append(value)
     return {
         pl: {
-            pol: {lv: round(statistics.mean(v), 3) for lv, v in levels.items()}  # type: ignore[arg-type]
+            pol: {lv: round(statistics.mean(v), 3) for lv, v in levels.items()}
             for pol, levels in pols.items()
         }
-        for pl, pols in out.items()
+        for pl, pols in values.items()
     }
 
 

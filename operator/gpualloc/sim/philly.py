@@ -74,10 +74,10 @@ def windows_of(
     return out
 
 
-def _nodes(count: int) -> list[Node]:
+def cluster_of(count: int) -> list[Node]:
+    """`count` identical 8-GPU nodes."""
     return [
-        Node(f"node-{i:03d}", "GPU", GPUS_PER_NODE, 81920, 1_000_000, 1 << 24)
-        for i in range(count)
+        Node(f"node-{i:03d}", "GPU", GPUS_PER_NODE, 81920, 1_000_000, 1 << 24) for i in range(count)
     ]
 
 
@@ -139,7 +139,7 @@ def run_philly(
     min_gpus: int = 1,
 ) -> dict[str, Any]:
     capacity = nodes * GPUS_PER_NODE
-    cluster = _nodes(nodes)
+    cluster = cluster_of(nodes)
     per_window = []
     for gangs in windows_of(read_jobs(path, min_gpus), capacity, arrival, windows):
         started = time.monotonic()

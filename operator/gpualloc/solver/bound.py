@@ -70,4 +70,4 @@ def allocation_upper_bound(
     total = sum(p.gpu_request_milli for p in pods)
     bound = solver.best_objective_bound
     trivial = min(total, devices * MILLI)
-    return trivial if not math.isfinite(bound) else min(trivial, int(math.floor(bound + 1e-6)))
+    return trivial if not math.isfinite(bound) else min(trivial, math.floor(bound + 1e-6))

@@ -44,7 +44,8 @@ def typical_workload(
     gpu_weight: float = 0.0,
 ) -> Workload:
     """The most popular GPU pod shapes, taken `step` at a time until they cover
-    `popularity` of all GPU pods, renormalized (the settings of the FGD paper's experiments: 95%, 1; the simulator's built-in defaults are 60%, 10).
+    `popularity` of all GPU pods, renormalized (as in the FGD paper's experiments: 95%,
+    1; the simulator's built-in defaults are 60%, 10).
     `gpu_weight` > 0 counts a whole-GPU pod as 1 + num_gpu * gpu_weight pods."""
     counts: Counter[tuple[int, int, int, tuple[str, ...]]] = Counter()
     for p in pods:

@@ -159,7 +159,8 @@ def plan_batch(
     placed_milli: list[cp_model.LinearExprT] = []
     placed_pods: list[cp_model.LinearExprT] = []
     for i, pod in enumerate(pods):
-        forced = greedy[i].node if greedy[i] is not None else None
+        first = greedy[i]
+        forced = first.node if first is not None else None
         cands = _candidates(state, pod, workload, options.candidates, forced, mix)
         on_some: list[cp_model.IntVar] = []
         for cand in cands:
@@ -218,7 +219,7 @@ def plan_batch(
     if solver is None:
         return _best(state, pods, workload, [greedy, best_fit])
     out: list[DevicePlacement | None] = []
-    for i, pod in enumerate(pods):
+    for i in range(len(pods)):
         spot = None
         for (pi, n), yv in y.items():
             if pi == i and solver.value(yv):
