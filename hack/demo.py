@@ -1,8 +1,9 @@
 """`make demo`: the operator on the local simulated GPU cluster, with the sample jobs.
 
-up:   start the cluster (if needed), install the CRDs, start `gpualloc run` in the background,
-      apply manifests/samples/, wait for the first allocation and print what went where.
-stop: stop the operator (the cluster stays; `make cluster-down` stops everything).
+up:   start the cluster (if needed), install the CRDs, start `gpualloc run` in the background
+      and a real Prometheus scraping it (plus a DCGM-style exporter), apply
+      manifests/samples/, wait for the first allocation and print what went where.
+stop: stop the operator and Prometheus (`make cluster-down` also stops the cluster).
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def start_operator(metrics_port: int) -> None:
 def wait_for_allocation(timeout: float) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout
     while True:
-        jobs = json.loads(kubectl("get", "gpualloc", "-A", "-o", "json"))["items"]
+        jobs = json.loads(kubectl("get", "ltj,lij", "-A", "-o", "json"))["items"]
         settled = [
             j
             for j in jobs
@@ -122,6 +123,49 @@ def print_allocation(jobs: list[dict[str, Any]]) -> None:
         )
 
 
+def start_prometheus(metrics_port: int) -> str:
+    """Real Prometheus scraping the operator and a DCGM-style exporter for the GPU nodes; the
+    default AllocationPolicy points gpualloc at it (GPU health, inference demand)."""
+    subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "hack" / "localprom.py"),
+            "start",
+            "--state-dir",
+            str(STATE),
+            "--target",
+            f"gpualloc=127.0.0.1:{metrics_port}",
+            "--dcgm",
+        ],
+        check=True,
+    )
+    url = f"http://127.0.0.1:{(STATE / 'prometheus' / 'port').read_text().strip()}"
+    policy = {
+        "apiVersion": "gpualloc.io/v1alpha1",
+        "kind": "AllocationPolicy",
+        "metadata": {"name": "default"},
+        "spec": {
+            "prometheus": {"url": url, "intervalSeconds": 5},
+            "throughput": {"NVIDIA-H100-80GB-HBM3": 3.0, "NVIDIA-A100-SXM4-40GB": 1.0},
+        },
+    }
+    subprocess.run(
+        [
+            str(STATE / "bin" / "kubectl"),
+            "--kubeconfig",
+            str(STATE / "kubeconfig"),
+            "apply",
+            "-f",
+            "-",
+        ],
+        input=json.dumps(policy),
+        text=True,
+        check=True,
+        capture_output=True,
+    )
+    return url
+
+
 def up(args: argparse.Namespace) -> None:
     subprocess.run(
         [sys.executable, str(REPO / "hack" / "localcluster.py"), "up", "--state-dir", str(STATE)],
@@ -130,6 +174,7 @@ def up(args: argparse.Namespace) -> None:
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
     kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
     start_operator(args.metrics_port)
+    prometheus_url = start_prometheus(args.metrics_port)
     for path in sorted(SAMPLES.glob("*.yaml")):
         kubectl("apply", "-f", str(path))
     print(f"[demo] applied {len(list(SAMPLES.glob('*.yaml')))} sample files; planning...")
@@ -141,11 +186,16 @@ def up(args: argparse.Namespace) -> None:
         "  kubectl describe ltj -n research too-big     # the Unschedulable event and reason\n"
         "  kubectl scale lij/chat -n prod --replicas 4  # re-planned within a second\n"
         f"  curl -s localhost:{args.metrics_port}/metrics | grep ^gpualloc_\n"
+        f"  curl -s '{prometheus_url}/api/v1/query?query=gpualloc_allocated_gpus'   # Prometheus\n"
         "  make demo-down                               # stop the operator and the cluster"
     )
 
 
 def stop(_: argparse.Namespace) -> None:
+    subprocess.run(
+        [sys.executable, str(REPO / "hack" / "localprom.py"), "stop", "--state-dir", str(STATE)],
+        check=False,
+    )
     pid = operator_pid()
     if pid is None:
         print("[demo] operator not running")
