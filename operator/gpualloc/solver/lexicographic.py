@@ -95,9 +95,8 @@ def solve_lexicographic(
         status = solver.solve(model)
         name = solver.status_name(status)
         tolerance = max((obj.min_gap for obj, _ in stage), default=0.0)
-        if name == "OPTIMAL" and solver.objective_value < solver.best_objective_bound and not (
-            tolerance
-        ):
+        proven = solver.objective_value >= solver.best_objective_bound
+        if name == "OPTIMAL" and not proven and not tolerance:
             name = "FEASIBLE"  # stopped at the policy's gap limit, not proven optimal
         results.append(
             StageResult(
