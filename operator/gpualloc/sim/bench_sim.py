@@ -52,7 +52,7 @@ def _floor(args: tuple[str, int]) -> dict[str, Any]:
     devices = capacity // 1000
     floor = {}
     for level, index in crossings(arrivals, capacity, LEVELS).items():
-        bound = allocation_upper_bound(arrivals[: index + 1], devices, time_limit_seconds=5.0)
+        bound = allocation_upper_bound(arrivals[: index + 1], devices)
         floor[str(level)] = round(100 - bound / capacity * 100, 4)
     return {"pod_list": pod_list, "seed": seed, "floor_unallocated_gpu_pct": floor}
 
@@ -114,6 +114,40 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def markdown(report: dict[str, Any]) -> str:
+    """The tables of docs/benchmarks.md, from a bench-sim.json report."""
+    lines: list[str] = []
+    seeds = ",".join(str(s) for s in report["seeds"])
+    for pod_list, curves in report["mean_unallocated_gpu_pct"].items():
+        levels = [lv for lv in next(iter(curves.values())) if int(lv) in (90, 95, 100, 110, 130)]
+        lines += [
+            f"**openb `{pod_list}`** - unallocated GPU %, mean over seeds {seeds}"
+            f" (gpualloc batch {report['batch']})",
+            "",
+            "| policy | " + " | ".join(f"{lv}%" for lv in levels) + " |",
+            "|---|" + "---:|" * len(levels),
+        ]
+        for name, values in curves.items():
+            cells = " | ".join(f"{values[lv]:.2f}" if lv in values else "-" for lv in levels)
+            lines.append(f"| {name} | {cells} |")
+        lines.append("")
+    for variant, result in report["philly"].items():
+        lines += [
+            f"**Philly gangs, {variant.replace('_', ' ')}** - {result['nodes']} nodes x 8 GPUs,"
+            f" {result['windows']} windows to {result['arrival']}x capacity",
+            "",
+            "| policy | allocated GPU ratio | stranded GPUs | half-placed gangs |",
+            "|---|---:|---:|---:|",
+        ]
+        for name, row in result["summary"].items():
+            lines.append(
+                f"| {name} | {row['allocated_gpu_ratio']:.4f} | {row['stranded_gpus']}"
+                f" | {row['half_placed_gangs']} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", default="42,43,44")
@@ -122,7 +156,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lists", default=",".join(LISTS))
     parser.add_argument("--out", default="bench-results")
     parser.add_argument("--plot", default="docs/simulator-openb.png")
+    parser.add_argument("--report", help="only render REPORT (a bench-sim.json) as markdown")
     args = parser.parse_args(argv)
+    if args.report:
+        print(markdown(json.loads(Path(args.report).read_text())))
+        return
     seeds = [int(s) for s in args.seeds.split(",")]
     lists = args.lists.split(",")
     out = Path(args.out)
@@ -153,6 +191,7 @@ def main(argv: list[str] | None = None) -> None:
         "philly": philly,
     }
     (out / "bench-sim.json").write_text(json.dumps(report, indent=1))
+    (out / "bench-sim.md").write_text(markdown(report))
     plot(summary, Path(args.plot))
     print(json.dumps({k: report[k] for k in ("seeds", "batch", "wall_seconds")}))
     print(f"wrote {out / 'bench-sim.json'} and {args.plot}", file=sys.stderr)

@@ -9,8 +9,9 @@ are packed into devices by *patterns* (multisets of share sizes summing to <= 10
   s.t.      sum_p count(p, size) n[p] <= shares of that size,   w <= whole GPUs asked,
             sum_p n[p] + w <= devices.
 
-Any real placement is feasible here, so CP-SAT's proven bound on this model bounds every
-policy, online or offline: 100 - bound / capacity x 100 is a floor on unallocated GPU %.
+Any real placement is feasible here, so the optimum of this model's LP relaxation bounds
+every policy, online or offline: 100 - bound / capacity x 100 is a floor on unallocated
+GPU %.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 
-from ortools.sat.python import cp_model
+from ortools.linear_solver import pywraplp
 
 from gpualloc.model.devices import MILLI, PodRequest
 
@@ -44,30 +45,26 @@ def _patterns(sizes: Sequence[int]) -> list[tuple[int, ...]]:
     return out
 
 
-def allocation_upper_bound(
-    pods: Sequence[PodRequest], devices: int, time_limit_seconds: float = 10.0
-) -> int:
-    """Most GPU milli of `pods` that `devices` GPUs could hold (a proven upper bound)."""
+def allocation_upper_bound(pods: Sequence[PodRequest], devices: int) -> int:
+    """Most GPU milli of `pods` that `devices` GPUs could hold (a proven upper bound): the
+    optimum of the pattern model's LP relaxation, which is at least its integer optimum."""
     shares = Counter(p.gpu_milli for p in pods if p.is_share)
     whole = sum(p.whole_gpus for p in pods)
+    total = sum(p.gpu_request_milli for p in pods)
+    trivial = min(total, devices * MILLI)
     sizes = sorted(shares)
-    model = cp_model.CpModel()
     patterns = _patterns(sizes)
-    n = [model.new_int_var(0, devices, f"n{i}") for i in range(len(patterns))]
-    w = model.new_int_var(0, min(whole, devices), "w")
+    lp = pywraplp.Solver.CreateSolver("GLOP")
+    n = [lp.NumVar(0.0, devices, f"n{i}") for i in range(len(patterns))]
+    w = lp.NumVar(0.0, min(whole, devices), "w")
     for j, size in enumerate(sizes):
         used = [p[j] * v for p, v in zip(patterns, n, strict=True) if p[j]]
         if used:
-            model.add(sum(used) <= shares[size])
-    model.add(sum(n) + w <= devices)
+            lp.Add(lp.Sum(used) <= shares[size])
+    lp.Add(lp.Sum([*n, w]) <= devices)
     milli = [sum(c * s for c, s in zip(p, sizes, strict=True)) for p in patterns]
-    model.maximize(sum(m * v for m, v in zip(milli, n, strict=True)) + MILLI * w)
-    solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = time_limit_seconds
-    solver.parameters.num_workers = 1
-    solver.solve(model)
-    # the bound is valid whether or not the search finished
-    total = sum(p.gpu_request_milli for p in pods)
-    bound = solver.best_objective_bound
-    trivial = min(total, devices * MILLI)
-    return trivial if not math.isfinite(bound) else min(trivial, math.floor(bound + 1e-6))
+    lp.Maximize(lp.Sum([m * v for m, v in zip(milli, n, strict=True)]) + MILLI * w)
+    if lp.Solve() != pywraplp.Solver.OPTIMAL:
+        return trivial
+    # round up: solver tolerances must not make the bound smaller than the true optimum
+    return min(trivial, math.ceil(lp.Objective().Value() - 1e-9))
