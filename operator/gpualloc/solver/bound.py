@@ -67,4 +67,5 @@ def allocation_upper_bound(pods: Sequence[PodRequest], devices: int) -> int:
     if lp.Solve() != pywraplp.Solver.OPTIMAL:
         return trivial
     # round up: solver tolerances must not make the bound smaller than the true optimum
-    return min(trivial, math.ceil(lp.Objective().Value() - 1e-9))
+    value = float(lp.Objective().Value())
+    return min(trivial, math.ceil(value - 1e-9))
