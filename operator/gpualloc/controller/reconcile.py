@@ -144,6 +144,7 @@ class Reconciler:
 
         list(self.kube.map(self.kube.create_service, services))
 
+        marks = {"read": time.monotonic()}
         # -- 2. snapshot
         snapshot = build_snapshot(
             nodes, pods, active, self.unhealthy_gpus, {k: v for k, v in desired_of.items()}
@@ -156,6 +157,7 @@ class Reconciler:
         stats.plan, stats.status = result, result.status
         stats.solve_seconds, stats.gap = result.solve_seconds, result.gap
 
+        marks["plan"] = time.monotonic()
         # -- 4. actuate: evict whole victim gangs, then pin and ungate placed pods
         evicted = {e.job: e.reason for e in result.evictions}
         for key in evicted:
@@ -193,6 +195,7 @@ class Reconciler:
         stats.created = len(created)
         stats.placed = sum(len(replicas) for replicas in placed.values())
 
+        marks["act"] = time.monotonic()
         # -- 5. report (status writes and events in parallel: hundreds of jobs per burst)
         reasons = {u.job: u.reason for u in result.unscheduled}
         stamp = now()
@@ -212,12 +215,18 @@ class Reconciler:
             if changed or report.events:
                 writes.append((job, report.status if changed else None, report.events))
         list(self.kube.map(self._report, writes))
+        marks["report"] = time.monotonic()
         stats.seconds = time.monotonic() - started
+        phases, last = [], started
+        for name, mark in marks.items():
+            phases.append(f"{name} {mark - last:.2f}s")
+            last = mark
         log.info(
-            "round: %s in %.2fs (solve %.2fs): %d jobs, %d pods created, %d placed, "
+            "round: %s in %.2fs (%s; solve %.2fs): %d jobs, %d pods created, %d placed, "
             "%d evicted, %d unscheduled",
             result.status,
             stats.seconds,
+            ", ".join(phases),
             result.solve_seconds,
             len(jobs),
             stats.created,

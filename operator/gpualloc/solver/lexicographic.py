@@ -82,10 +82,9 @@ def solve_lexicographic(
     last: cp_model.CpSolver | None = None
     for index, stage in enumerate(stages):
         remaining = deadline - time.monotonic()
-        # the first stage (allocation) gets half the budget, later ones share the rest
-        share = (
-            remaining / 2 if index == 0 and len(stages) > 1 else remaining / (len(stages) - index)
-        )
+        share = remaining / (len(stages) - index)
+        if any(obj.min_gap for obj, _ in stage):
+            share = min(share, time_limit / 4)  # tie-breakers never take most of the budget
         expr = sum(weight * obj.expr for obj, weight in stage)
         model.maximize(expr)
         solver = cp_model.CpSolver()
