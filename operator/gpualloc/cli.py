@@ -13,10 +13,10 @@ def main() -> None:
     """gpualloc: allocate LLM training and inference jobs to GPU nodes globally.
 
     \b
-    Commands:
-      plan      what would go where, from `kubectl get ... -o yaml` files (no cluster)
-      run       start the operator against a cluster
-      simulate  replay a GPU-cluster trace (openb) with a placement policy
+    gpualloc run       the operator (on a cluster; see `gpualloc run --help`)
+    gpualloc plan      what would go where, from `kubectl get ... -o yaml` files
+    gpualloc simulate  replay the openb GPU-cluster trace with a placement policy
+    gpualloc bench     benchmarks that write JSON results
     """
 
 
