@@ -71,6 +71,8 @@ class Kube:
         items: list[Obj] = json.loads(response.data)["items"]
         for item in items:
             item.setdefault("kind", kind)
+            # server-side-apply bookkeeping: often half an object, never read here
+            item.get("metadata", {}).pop("managedFields", None)
         return items
 
     def list_nodes(self) -> list[Obj]:
