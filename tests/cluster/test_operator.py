@@ -250,6 +250,12 @@ def test_scale_subresource_adds_replicas(env: Env) -> None:
         lambda: len([p for p in env.pods("web") if not p.metadata.deletion_timestamp]) == 1,
         what="scaled down to 1",
     )
+    env.kube.kubectl("scale", "-n", env.namespace, "lij/web", "--replicas", "0")
+    env.kube.wait_for(
+        lambda: not [p for p in env.pods("web") if not p.metadata.deletion_timestamp],
+        what="scaled to 0",
+    )
+    assert env.wait_phase("LLMInferenceJob", "web", "Pending")["status"]["gpus"] == 0
 
 
 def test_deleting_a_job_deletes_its_pods(env: Env) -> None:

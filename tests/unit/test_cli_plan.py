@@ -99,3 +99,16 @@ def test_bad_job_names_file_object_and_field(tmp_path: Path, spec: str, field: s
 def test_help_explains() -> None:
     result = CliRunner().invoke(main, ["plan", "--help"])
     assert "kubectl get nodes -o yaml" in result.output and "--time-limit" in result.output
+
+
+def test_inference_scaled_to_zero_places_nothing(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text(
+        "apiVersion: gpualloc.io/v1alpha1\nkind: LLMInferenceJob\n"
+        "metadata: {name: idle, namespace: prod}\n"
+        "spec: {replicas: 0, minReplicas: 1, maxReplicas: 4, gpusPerReplica: 2}\n"
+    )
+    code, out = _run("--nodes", str(DATA / "nodes.yaml"), "--jobs", str(jobs), "-o", "json")
+    assert code == 0, out
+    doc = json.loads(out)
+    assert doc["placements"] == [] and doc["unscheduled"] == []

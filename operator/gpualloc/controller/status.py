@@ -108,6 +108,8 @@ def job_report(job: Obj, pods: list[Obj], outcome: Outcome, desired: int, stamp:
         keep = old_phase == "Preempted" and outcome.unscheduled.startswith("preempted")
         phase = "Preempted" if keep else "Unschedulable"
         message = old.get("message", "") if keep else outcome.unscheduled
+    elif desired == 0:
+        phase, message = "Pending", "scaled to 0 replicas"
     else:
         phase, message = "Pending", "waiting for the next planning round"
     if phase in ("Succeeded", "Failed"):

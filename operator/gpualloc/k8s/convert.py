@@ -278,9 +278,11 @@ def job_from_k8s(obj: Obj, nodes: Sequence[Node] = (), desired: int | None = Non
         hi = _int(spec, "maxReplicas", obj, "spec", 1)
         if lo is not None and hi is not None and lo > hi:
             raise SpecError(ref(obj), "spec.minReplicas", f"must be <= maxReplicas ({hi})")
-        want = desired if desired is not None else (count if count is not None else 1)
-        replicas = max(lo or 0, min(hi if hi is not None else want, want))
-        minimum = max(1, min(lo or 1, replicas))
+        if desired is None:  # what the user asked for (kubectl scale), 0 included
+            replicas = count if count is not None else 1
+        else:  # autoscaling decides within minReplicas..maxReplicas
+            replicas = max(lo or 0, min(hi if hi is not None else desired, desired))
+        minimum = min(max(1, lo or 1), replicas)
     priority = spec.get("priority", 0)
     if isinstance(priority, bool) or not isinstance(priority, int):
         raise SpecError(ref(obj), "spec.priority", f"must be an integer (got {priority!r})")

@@ -72,7 +72,7 @@ def plan(snapshot: Snapshot, policy: Policy | None = None, previous: Plan | None
                 Eviction(job.key, f"preempted (priority {job.priority}) for higher-priority jobs")
             )
             unscheduled.append(Unscheduled(job.key, "preempted; waits to be placed again"))
-        elif not state.running and j not in placed:
+        elif not state.running and j not in placed and job.replicas > 0:
             reason = explainer.why(job, state.lo or job.min_replicas)
             unscheduled.append(Unscheduled(job.key, reason))
     return Plan(
