@@ -106,8 +106,9 @@ cluster-status: setup
 	$(BIN)/python hack/localcluster.py status
 
 # Benchmarks, JSON in bench-results/: the planner on synthetic 1k/10k-node clusters against
-# greedy baselines, then the operator end to end on 200 kwok nodes against kube-scheduler alone.
-bench: bench-planner bench-operator
+# greedy baselines, the operator end to end on 200 kwok nodes against kube-scheduler alone,
+# and the trace-driven simulator (openb, Philly).
+bench: bench-planner bench-operator bench-sim
 
 bench-planner: setup
 	$(BIN)/gpualloc bench planner --out bench-results/planner.json
