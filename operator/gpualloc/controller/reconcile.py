@@ -146,9 +146,8 @@ class Reconciler:
 
         marks = {"read": time.monotonic()}
         # -- 2. snapshot
-        snapshot = build_snapshot(
-            nodes, pods, active, self.unhealthy_gpus, {k: v for k, v in desired_of.items()}
-        )
+        # the same desired counts as above: autoscaling's, else what the spec asks for
+        snapshot = build_snapshot(nodes, pods, active, self.unhealthy_gpus, self.desired_replicas)
 
         stats.snapshot = snapshot
         # -- 3. plan
