@@ -312,11 +312,13 @@ def test_printer_columns_and_category(env: Env) -> None:
     env.add_nodes(1)
     env.apply(inference("cols", env.namespace, env.pool, replicas=1, gpus=4, priority=7))
     env.wait_phase("LLMInferenceJob", "cols", "Running")
-    out = env.kube.kubectl("get", "gpualloc", "-n", env.namespace).stdout
-    header = out.splitlines()[0].split()
+    # the category lists every gpualloc kind: one table per kind (an AllocationPolicy of
+    # another test may come first); the job's table has the job columns
+    lines = env.kube.kubectl("get", "gpualloc", "-n", env.namespace).stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if "cols" in line)
+    header = next(line for line in reversed(lines[:at]) if line.startswith("NAME")).split()
     assert header[:7] == ["NAME", "PHASE", "PRIORITY", "GPUS", "REPLICAS", "NODES", "AGE"]
-    row = next(line for line in out.splitlines() if "cols" in line).split()
-    assert row[1:5] == ["Running", "7", "4", "1"]
+    assert lines[at].split()[1:5] == ["Running", "7", "4", "1"]
 
 
 def test_restart_mid_round_adopts_pods_without_duplicates(
