@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 
-from gpualloc.model import Plan, Policy, RunningPod
+from gpualloc.model import NodeRequirements, Plan, Policy, Requirement, RunningPod
 from gpualloc.solver import plan
 from gpualloc.solver.baselines import BASELINES, plan_greedy
 from tests.unit.builders import (
@@ -179,7 +180,10 @@ def test_aggregated_classes_match_per_node_optimum(seed: int) -> None:
         for i in range(10)
     ]
     pods = [RunningPod("x/a", "n00", 2), RunningPod("x/b", "n01", 2), RunningPod("x/c", "n02", 4)]
-    aggregated = snap([node(f"n{i:02d}") for i in range(12)], jobs, pods)
+    # every job selects on label "id": identical values aggregate, distinct ones cannot
+    on_id = NodeRequirements(affinity_terms=((Requirement("id", "Exists"),),))
+    jobs = [replace(j, requirements=on_id) for j in jobs]
+    aggregated = snap([node(f"n{i:02d}", labels={"id": "x"}) for i in range(12)], jobs, pods)
     per_node = snap([node(f"n{i:02d}", labels={"id": str(i)}) for i in range(12)], jobs, pods)
     a, b = plan(aggregated), plan(per_node)
     assert_valid(aggregated, a)
@@ -195,3 +199,15 @@ def test_warm_start_from_previous_plan_keeps_placements() -> None:
     first = plan(s)
     again = plan(s, previous=first)
     assert again.placements == first.placements
+
+
+def test_unique_hostname_labels_do_not_split_node_classes() -> None:
+    # real nodes all differ in kubernetes.io/hostname; only labels jobs select on matter
+    from gpualloc.solver.instance import build_instance
+
+    nodes = [node(f"n{i}", labels={"kubernetes.io/hostname": f"n{i}"}) for i in range(10)]
+    plain = build_instance(snap(nodes, [gang("g", 2, 8)]), Policy())
+    assert len(plain.classes) == 1 and plain.classes[0].size == 10
+    pinned = NodeRequirements(node_selector=(("kubernetes.io/hostname", "n3"),))
+    selective = build_instance(snap(nodes, [gang("g", 1, 8, requirements=pinned)]), Policy())
+    assert len(selective.classes) == 10

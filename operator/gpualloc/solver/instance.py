@@ -75,27 +75,33 @@ class Instance:
     max_node_gpus: int
 
 
-def _node_kind(node: Node, named: frozenset[str]) -> tuple[object, ...]:
-    """Everything about a node that eligibility can look at (its name only if a job names it)."""
+def _node_kind(node: Node, keys: frozenset[str], named: frozenset[str]) -> tuple[object, ...]:
+    """Everything about a node that eligibility can look at: only the labels some job selects
+    on (every real node has a unique hostname label), its name only if a job names it."""
     return (
         node.product,
         node.gpu_memory_mib,
         node.gpus,
-        tuple(sorted(node.labels.items())),
+        tuple(sorted((k, v) for k, v in node.labels.items() if k in keys)),
         node.taints,
         node.cordoned,
         node.name if node.name in named else None,
     )
 
 
-def _named_nodes(jobs: Sequence[Job]) -> frozenset[str]:
+def _selected(jobs: Sequence[Job]) -> tuple[frozenset[str], frozenset[str]]:
+    """(label keys, node names) that jobs' selectors and affinities refer to."""
+    keys: set[str] = set()
     names: set[str] = set()
     for job in jobs:
+        keys.update(k for k, _ in job.requirements.node_selector)
         for term in job.requirements.affinity_terms:
             for req in term:
                 if req.field:
                     names.update(req.values)
-    return frozenset(names)
+                else:
+                    keys.add(req.key)
+    return frozenset(keys), frozenset(names)
 
 
 def _aggregation_is_exact(cls: NodeClass, shapes: Sequence[ShapeKey]) -> bool:
@@ -155,7 +161,7 @@ def build_instance(snapshot: Snapshot, policy: Policy) -> Instance:
         shapes[state.shape].jobs.append(index)
 
     # node classes: group identical nodes, single out nodes holding evictable pods
-    named = _named_nodes(snapshot.jobs)
+    keys, named = _selected(snapshot.jobs)
     groups: dict[tuple[object, ...], list[Node]] = defaultdict(list)
     singles: list[NodeClass] = []
     for member in snapshot.nodes:
@@ -164,7 +170,13 @@ def build_instance(snapshot: Snapshot, policy: Policy) -> Instance:
         if member.name in victims_on:
             singles.append(NodeClass([member], free, empty, victims_on[member.name]))
         elif free.gpus > 0:
-            kind = (*_node_kind(member, named), free.gpus, free.cpu_milli, free.memory_mib, empty)
+            kind = (
+                *_node_kind(member, keys, named),
+                free.gpus,
+                free.cpu_milli,
+                free.memory_mib,
+                empty,
+            )
             groups[kind].append(member)
 
     classes: list[NodeClass] = []
