@@ -337,8 +337,7 @@ POLICY_STATUS = obj(
             "x-kubernetes-list-type": "map",
             "x-kubernetes-list-map-keys": ["type"],
         },
-        "lastRound": string("When the last planning round ran.", format="date-time"),
-        "lastStatus": string("Solver status of the last round."),
+        "lastStatus": string("Solver status of the last planning round (OPTIMAL, FEASIBLE, ...)."),
     },
 )
 

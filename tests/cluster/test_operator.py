@@ -375,3 +375,29 @@ def test_samples_are_valid(kube: Kube, crds: None) -> None:
     for path in samples[1:]:
         result = kube.kubectl("apply", "--dry-run=server", "-f", str(path), check=False)
         assert result.returncode == 0, result.stderr
+
+
+def test_policy_shows_the_last_solver_status(kube: Kube, operator: OperatorProcess) -> None:
+    custom = client.CustomObjectsApi(kube.api_client())
+    body = {
+        "apiVersion": "gpualloc.io/v1alpha1",
+        "kind": "AllocationPolicy",
+        "metadata": {"name": "default"},
+        "spec": {"solver": {"timeLimitSeconds": 5}},
+    }
+    custom.create_cluster_custom_object(GROUP, VERSION, "allocationpolicies", body)
+    try:
+        kube.wait_for(
+            lambda: (
+                custom.get_cluster_custom_object(GROUP, VERSION, "allocationpolicies", "default")
+                .get("status", {})
+                .get("lastStatus")
+                in ("OPTIMAL", "FEASIBLE")
+            ),
+            timeout=30,
+            what="policy status.lastStatus",
+        )
+        out = kube.kubectl("get", "allocationpolicy", "default").stdout
+        assert "OPTIMAL" in out or "FEASIBLE" in out
+    finally:
+        custom.delete_cluster_custom_object(GROUP, VERSION, "allocationpolicies", "default")

@@ -156,6 +156,10 @@ class Reconciler:
         stats.plan, stats.status = result, result.status
         stats.solve_seconds, stats.gap = result.solve_seconds, result.gap
 
+        if policy_obj and (policy_obj.get("status") or {}).get("lastStatus") != result.status:
+            self.kube.patch_policy_status(
+                policy_obj["metadata"]["name"], {"lastStatus": result.status}
+            )
         marks["plan"] = time.monotonic()
         # -- 4. actuate: evict whole victim gangs, then pin and ungate placed pods
         evicted = {e.job: e.reason for e in result.evictions}
