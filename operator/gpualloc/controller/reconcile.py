@@ -185,16 +185,27 @@ class Reconciler:
             else:
                 continue
             placed[p.job][p.replica] = (p.node, p.gpus)
-        # placed pods first: they are what users wait for; gated ones only show the queue
-        fresh = sorted(creates.values(), key=is_gated)
+        # Placed pods first, all at once: they are what users wait for. Then the gated ones,
+        # which only show the queue, a few at a time, leaving the apiserver to the bindings.
+        placed_first = [p for p in creates.values() if not is_gated(p)]
+        queued = [p for p in creates.values() if is_gated(p)]
+        list(self.kube.map(self._pin, patches))
         created = [
-            pod
-            for pod, new in zip(fresh, self.kube.map(self.kube.create_pod, fresh), strict=True)
+            p
+            for p, new in zip(
+                placed_first, self.kube.map(self.kube.create_pod, placed_first), strict=True
+            )
+            if new
+        ]
+        created += [
+            p
+            for p, new in zip(
+                queued, self.kube.map(self.kube.create_pod, queued, in_flight=4), strict=True
+            )
             if new
         ]
         for pod in created:
             pods_of[_job_key(pod)].append(pod)
-        list(self.kube.map(self._pin, patches))
         stats.created = len(created)
         stats.placed = sum(len(replicas) for replicas in placed.values())
 

@@ -216,6 +216,10 @@ class Kube:
             raise
         return True
 
-    def map(self, fn: Any, items: list[Any]) -> Iterator[Any]:
-        """Run `fn` over items on the worker threads (many small API calls at once)."""
-        return self.pool.map(fn, items)
+    def map(self, fn: Any, items: list[Any], in_flight: int | None = None) -> Iterator[Any]:
+        """Run `fn` over items on the worker threads (many small API calls at once); with
+        `in_flight`, on a smaller pool of its own so other requests keep the apiserver."""
+        if in_flight is None:
+            return self.pool.map(fn, items)
+        with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="kube-slow") as pool:
+            return iter(list(pool.map(fn, items)))
