@@ -127,6 +127,13 @@ def kube() -> Iterator[Kube]:
             assert down.returncode == 0, f"cluster down failed:\n{down.stdout}\n{down.stderr}"
 
 
+@pytest.fixture(scope="module")
+def crds(kube: Kube) -> None:
+    """The gpualloc CRDs from crds/, installed and Established."""
+    kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
+    kube.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+
+
 @pytest.fixture
 def namespace(kube: Kube) -> Iterator[str]:
     """A unique namespace per test, deleted afterwards (with everything in it)."""

@@ -43,12 +43,6 @@ def concrete(expr: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def crds(kube: Kube) -> None:
-    kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
-    kube.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-
-
-@pytest.fixture(scope="module")
 def stack(
     kube: Kube, crds: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[OperatorProcess, PrometheusServer, FakeDcgmExporter]]:

@@ -52,12 +52,6 @@ def _generator(name: str) -> Any:
     return module
 
 
-@pytest.fixture(scope="module")
-def crds(kube: Kube) -> None:
-    kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
-    kube.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-
-
 def test_helm_lint_and_values_schema(kube: Kube) -> None:
     lint = helm(kube, "lint", "--strict", str(CHART))
     assert "1 chart(s) linted, 0 chart(s) failed" in lint.stdout

@@ -27,12 +27,6 @@ PLURAL = {"LLMTrainingJob": "llmtrainingjobs", "LLMInferenceJob": "llminferencej
 
 
 @pytest.fixture(scope="module")
-def crds(kube: Kube) -> None:
-    kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
-    kube.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-
-
-@pytest.fixture(scope="module")
 def operator(
     kube: Kube, crds: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.conftest import Kube
-from tests.cluster.operator_harness import H100, REPO, OperatorProcess, inference, training
+from tests.cluster.operator_harness import H100, OperatorProcess, inference, training
 from tests.cluster.prometheus_harness import (
     FakeDcgmExporter,
     Policy,
@@ -19,12 +19,6 @@ from tests.cluster.prometheus_harness import (
     prometheus_spec,
 )
 from tests.cluster.test_operator import Env, _pinned_node
-
-
-@pytest.fixture(scope="module")
-def crds(kube: Kube) -> None:
-    kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
-    kube.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
 
 
 @pytest.fixture(scope="module")

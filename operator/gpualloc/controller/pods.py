@@ -150,5 +150,11 @@ def pinned(pod: Obj, node: str) -> Obj:
     return out
 
 
+def replica_index(pod: Obj) -> int:
+    """The replica a pod of gpualloc's plays, from its label (0 if missing)."""
+    value = ((pod.get("metadata") or {}).get("labels") or {}).get(REPLICA_LABEL, "0")
+    return int(value) if str(value).isdigit() else 0
+
+
 def is_gated(pod: Obj) -> bool:
     return any(g.get("name") == GATE for g in (pod.get("spec") or {}).get("schedulingGates") or [])

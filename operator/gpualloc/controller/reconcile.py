@@ -19,6 +19,7 @@ from gpualloc.controller.pods import (
     pinned,
     placement_patch,
     pod_name,
+    replica_index,
 )
 from gpualloc.controller.status import Outcome, job_report, status_changed
 from gpualloc.k8s.client import Kube, now
@@ -256,7 +257,7 @@ class Reconciler:
         scaled-down inference job are deleted, highest replicas first."""
         kind = job["kind"]
         existing = {p["metadata"]["name"] for p in pods}
-        extras = [p for p in pods if _replica_index(p) >= replicas]
+        extras = [p for p in pods if replica_index(p) >= replicas]
         if extras:
             self._delete_pods(extras, grace=None)
         return [
@@ -291,8 +292,3 @@ class Reconciler:
 def _job_key(pod: Obj) -> str:
     meta = pod["metadata"]
     return f"{meta.get('namespace', 'default')}/{meta['labels'][JOB_LABEL]}"
-
-
-def _replica_index(pod: Obj) -> int:
-    value = ((pod.get("metadata") or {}).get("labels") or {}).get("gpualloc.io/replica", "0")
-    return int(value) if str(value).isdigit() else 0

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpualloc.controller.pods import is_gated
-from gpualloc.k8s.convert import JOB_LABEL, committed_node
+from gpualloc.controller.pods import is_gated, replica_index
+from gpualloc.k8s.convert import JOB_LABEL, committed_node, pod_requests
 from gpualloc.model import JobKind
 
 Obj = dict[str, Any]
@@ -27,11 +27,6 @@ class Outcome:
 class Report:
     status: Obj
     events: list[tuple[str, str, str]]  # (type, reason, message)
-
-
-def _replica(pod: Obj) -> int:
-    value = ((pod.get("metadata") or {}).get("labels") or {}).get("gpualloc.io/replica", "0")
-    return int(value) if str(value).isdigit() else 0
 
 
 def _condition(
@@ -80,11 +75,8 @@ def job_report(job: Obj, pods: list[Obj], outcome: Outcome, desired: int, stamp:
             and not is_gated(pod)
             and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
         ):
-            gpus = sum(
-                int(((c.get("resources") or {}).get("limits") or {}).get("nvidia.com/gpu", 0))
-                for c in (pod.get("spec") or {}).get("containers") or []
-            )
-            allocation[_replica(pod)] = (node, gpus)
+            gpus = pod_requests(pod.get("spec") or {}, pod)[0]  # as the snapshot counts
+            allocation[replica_index(pod)] = (node, gpus)
     allocation.update(outcome.placed)
     running = sum(1 for ph in phases if ph == "Running")
 

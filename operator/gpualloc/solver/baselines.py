@@ -19,7 +19,7 @@ from gpualloc.model import Placement, Plan, Policy, Snapshot, Unscheduled
 from gpualloc.solver.capacity import free_capacity, usage_by_node
 from gpualloc.solver.eligibility import eligible
 from gpualloc.solver.explain import Explainer
-from gpualloc.solver.instance import build_instance
+from gpualloc.solver.instance import Instance, build_instance
 
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
@@ -45,8 +45,11 @@ BASELINES: dict[str, Chooser] = {
 }
 
 
-def plan_greedy(snapshot: Snapshot, policy_name: str, explain: bool = True) -> Plan:
-    """The baseline's plan; `explain=False` skips the reasons (for use as a warm start)."""
+def plan_greedy(
+    snapshot: Snapshot, policy_name: str, explain: bool = True, inst: Instance | None = None
+) -> Plan:
+    """The baseline's plan; `explain=False` skips the reasons (for use as a warm start).
+    `inst`: the planner's instance of the same snapshot, so it is not built twice."""
     choose = BASELINES[policy_name]
     started = time.monotonic()
     nodes = sorted(snapshot.nodes, key=lambda n: n.name)
@@ -58,7 +61,7 @@ def plan_greedy(snapshot: Snapshot, policy_name: str, explain: bool = True) -> P
     free_before = {n.name: c for n, c in zip(nodes, caps, strict=True)}
     masks: dict[object, BoolArray] = {}
     # same bookkeeping (running replicas, gang minimums, order) as the planner
-    inst = build_instance(snapshot, Policy(preemption=False))
+    inst = inst if inst is not None else build_instance(snapshot, Policy(preemption=False))
     placements: list[Placement] = []
     waiting: list[tuple[int, int]] = []  # (job index, gang minimum)
     for index, state in enumerate(inst.jobs):

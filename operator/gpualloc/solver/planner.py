@@ -47,7 +47,7 @@ def plan(snapshot: Snapshot, policy: Policy | None = None, previous: Plan | None
     model = AllocationModel(inst, policy)
     # Warm start: the previous plan keeps re-solves from churning; without one, greedy
     # best-fit gives a good first solution.
-    greedy = plan_greedy(snapshot, "best-fit", explain=False)
+    greedy = plan_greedy(snapshot, "best-fit", explain=False, inst=inst)
     model.hint(*_hint_from(previous or greedy, inst))
     sol = model.solve()
     placements, placed = decode(inst, sol)
