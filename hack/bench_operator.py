@@ -178,7 +178,7 @@ def peak_rss_mib(pid: int) -> float:
     return 0.0
 
 
-def run(state: Path, jobs: int, seed: int) -> dict[str, Any]:
+def run(state: Path, jobs: int, seed: int, baseline: bool = True) -> dict[str, Any]:
     cluster = localcluster.Cluster(state)
     kubectl = [str(cluster.bin / "kubectl"), "--kubeconfig", str(cluster.kubeconfig)]
     subprocess.run(
@@ -277,6 +277,18 @@ def run(state: Path, jobs: int, seed: int) -> dict[str, Any]:
         capture_output=True,
     )
     wait_stable(lambda: len(core.list_namespaced_pod(NAMESPACE).items), settle=3, timeout=300)
+    summary = {
+        "benchmark": "operator",
+        "nodes": len(core.list_node().items),
+        "gpus": gpus_total,
+        "jobs": jobs,
+        "pods": pods_total,
+        "gpus_requested": demand,
+        "seed": seed,
+        "gpualloc": ours,
+    }
+    if not baseline:
+        return summary
 
     # -- plain kube-scheduler, the same pods, no gates; timed from the first create, as the
     # gpualloc run is timed from the first job create
@@ -305,17 +317,7 @@ def run(state: Path, jobs: int, seed: int) -> dict[str, Any]:
     subprocess.run(
         [*kubectl, "delete", "namespace", NAMESPACE, "--wait=false"], capture_output=True
     )
-    return {
-        "benchmark": "operator",
-        "nodes": len(core.list_node().items),
-        "gpus": gpus_total,
-        "jobs": jobs,
-        "pods": pods_total,
-        "gpus_requested": demand,
-        "seed": seed,
-        "gpualloc": ours,
-        "kube_scheduler_alone": plain,
-    }
+    return {**summary, "kube_scheduler_alone": plain}
 
 
 def main() -> None:
@@ -325,6 +327,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", default=str(REPO / "bench-results" / "operator.json"))
     parser.add_argument("--keep", action="store_true", help="leave the cluster running")
+    parser.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="measure gpualloc only, not the plain kube-scheduler on the same pods",
+    )
     args = parser.parse_args()
     state = Path(args.state_dir)
     profile = REPO / "hack" / "profiles" / "bench-200.yaml"
@@ -341,7 +348,7 @@ def main() -> None:
         check=True,
     )
     try:
-        result = run(state, args.jobs, args.seed)
+        result = run(state, args.jobs, args.seed, baseline=not args.no_baseline)
     finally:
         if not args.keep:
             subprocess.run(

@@ -38,6 +38,7 @@ class Controller:
         self.dirty = asyncio.Event()
         self.fingerprints: dict[str, Any] = {}
         self.rounds = 0
+        self.last_change = 0.0  # event-loop time of the latest poke
 
     def poke(self, key: str | None = None, fingerprint: Any = None) -> None:
         """Mark dirty; with a key, only when what matters about that object changed."""
@@ -48,6 +49,7 @@ class Controller:
                 self.fingerprints.pop(key, None)
             else:
                 self.fingerprints[key] = fingerprint
+        self.last_change = asyncio.get_running_loop().time()
         self.dirty.set()
 
     async def run(self) -> None:
@@ -75,14 +77,18 @@ class Controller:
                 self.dirty.set()
 
     async def _quiet(self) -> None:
-        """Batch a burst: wait until nothing changed for `debounce` seconds (at most 10x)."""
-        deadline = asyncio.get_running_loop().time() + 10 * self.debounce
+        """Batch a burst: wait until nothing changed for `debounce` seconds (at most 10x).
+
+        Sleeps exactly until the last change is `debounce` old, so a burst is planned as
+        soon as it is over, not up to a whole extra `debounce` later."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10 * self.debounce
         while True:
             self.dirty.clear()
-            await asyncio.sleep(self.debounce)
-            if not self.dirty.is_set() or asyncio.get_running_loop().time() > deadline:
-                self.dirty.clear()
+            wake = min(self.last_change + self.debounce, deadline)
+            if wake <= loop.time():
                 return
+            await asyncio.sleep(wake - loop.time())
 
     async def renew(self) -> None:
         """Keep the lease while idle; a new leader plans at once."""
@@ -101,6 +107,21 @@ class Controller:
     def _apply_policy_timing(self, spec: dict[str, Any]) -> None:
         self.debounce = float(spec.get("debounceSeconds", self.debounce))
         self.resync = float(spec.get("resyncSeconds", self.resync))
+
+
+class NoDiffBase(kopf.DiffBaseStorage):
+    """Kopf deep-copies every watched object on every event to diff it against the last
+    handled state, for on.create/on.update handlers. gpualloc has none (it only reacts to
+    raw events), and in a burst of pods that copying was most of the operator's CPU."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
 
 
 def _controller(memo: Any) -> Controller:
@@ -133,6 +154,7 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo:
 async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.watching.server_timeout = int(os.environ.get("GPUALLOC_WATCH_TIMEOUT", "60"))
     settings.posting.level = logging.WARNING
+    settings.persistence.diffbase_storage = NoDiffBase()
     kube = Kube()
     identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
     namespace = os.environ.get("GPUALLOC_LEASE_NAMESPACE", "default")

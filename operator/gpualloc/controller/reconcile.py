@@ -83,10 +83,11 @@ class Reconciler:
     def run_round(self) -> RoundStats:
         started = time.monotonic()
         stats = RoundStats()
-        nodes = self.kube.list_nodes()
-        pods = self.kube.list_pods()
-        jobs = self.kube.list_jobs()
-        policy_obj = self.kube.get_policy()
+        # the reads at once: a burst waits on them
+        kube = self.kube
+        nodes, pods, jobs, policy_obj = kube.map(
+            lambda read: read(), [kube.list_nodes, kube.list_pods, kube.list_jobs, kube.get_policy]
+        )
         stats.policy = policy_from_k8s(policy_obj)
         stats.policy_spec = (policy_obj or {}).get("spec") or {}
         stats.nodes, stats.jobs = nodes, jobs
@@ -143,8 +144,6 @@ class Reconciler:
                 services.append(build_service(job))
             active.append(job)
 
-        list(self.kube.map(self.kube.create_service, services))
-
         marks = {"read": time.monotonic()}
         # -- 2. snapshot
         # the same desired counts as above: autoscaling's, else what the spec asks for
@@ -198,6 +197,9 @@ class Reconciler:
             )
             if new
         ]
+        # The rendezvous Services are only looked up once a worker runs (torch.distributed
+        # retries the name), so they need not delay the placed pods.
+        list(self.kube.map(self.kube.create_service, services, in_flight=4))
         created += [
             p
             for p, new in zip(

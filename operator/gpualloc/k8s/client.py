@@ -112,13 +112,9 @@ class Kube:
         return self._send("POST", f"/api/v1/namespaces/{ns}/pods", pod) != 409
 
     def create_service(self, svc: Obj) -> None:
-        try:
-            self.core.create_namespaced_service(
-                svc["metadata"]["namespace"], svc, _preload_content=False
-            )
-        except ApiException as err:
-            if err.status != 409:
-                raise
+        """Creates it unless it exists (409)."""
+        ns = svc["metadata"]["namespace"]
+        self._send("POST", f"/api/v1/namespaces/{ns}/services", svc)
 
     def json_patch_pod(self, namespace: str, name: str, ops: list[Obj]) -> None:
         self._send(

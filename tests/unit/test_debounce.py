@@ -1,0 +1,72 @@
+"""The planning loop's debounce: a burst of changes is planned once, right after it ends."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, cast
+
+import pytest
+
+from gpualloc.controller import handlers
+from gpualloc.controller.handlers import Controller
+
+
+def _controller(debounce: float) -> Controller:
+    # _quiet touches neither the API nor the lease
+    return Controller(cast(Any, None), cast(Any, None), debounce=debounce, resync=60)
+
+
+def test_waits_until_the_burst_has_been_quiet_for_the_debounce() -> None:
+    async def scenario() -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        controller = _controller(0.2)
+
+        async def burst() -> None:
+            for i in range(6):  # one change every 50 ms, for 250 ms
+                controller.poke(f"job/{i}", i)
+                await asyncio.sleep(0.05)
+
+        controller.poke("job/start", 0)
+        task = asyncio.create_task(burst())
+        await controller._quiet()
+        returned = loop.time()
+        await task
+        return returned, controller.last_change
+
+    returned, last_change = asyncio.run(scenario())
+    assert returned >= last_change + 0.2
+
+
+def test_plans_at_once_when_the_last_change_is_already_old(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sleeps: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def counting_sleep(delay: float) -> None:
+        sleeps.append(delay)
+        await real_sleep(delay)
+
+    async def scenario() -> None:
+        controller = _controller(0.1)
+        controller.poke("node/a", 1)
+        await real_sleep(0.15)
+        monkeypatch.setattr(handlers.asyncio, "sleep", counting_sleep)
+        await controller._quiet()
+
+    asyncio.run(scenario())
+    assert sleeps == []
+
+
+def test_unchanged_fingerprint_is_not_a_change() -> None:
+    async def scenario() -> tuple[bool, bool]:
+        controller = _controller(0.1)
+        controller.poke("pod/a", ("node-1", None, False))
+        controller.dirty.clear()
+        controller.poke("pod/a", ("node-1", None, False))  # e.g. kwok marked it Running
+        repeat = controller.dirty.is_set()
+        controller.poke("pod/a", None)  # deleted
+        return repeat, controller.dirty.is_set()
+
+    repeat, deleted = asyncio.run(scenario())
+    assert (repeat, deleted) == (False, True)
