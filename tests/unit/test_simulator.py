@@ -24,6 +24,14 @@ from gpualloc.sim.openb import (
     unallocated_pct,
 )
 from gpualloc.sim.philly import Gang, cluster_of, gang_of, place_gpualloc, place_per_pod, score
+from gpualloc.sim.policies import (
+    MARGIN,
+    VARIANTS,
+    Variant,
+    _first_best,
+    make_gpualloc,
+    select_variant,
+)
 from gpualloc.solver.bound import allocation_upper_bound
 from gpualloc.solver.device_policies import FGD, BestFit, FirstFit, Spread
 from gpualloc.solver.devicestate import DeviceState
@@ -326,3 +334,58 @@ def test_gang_unaware_placement_strands_gpus_and_gpualloc_does_not() -> None:
     ours = score(gangs, place_gpualloc(nodes, gangs, batch=3), 16)
     assert ours["stranded_gpus"] == 0
     assert ours["allocated_gpu_ratio"] >= per_pod["allocated_gpu_ratio"]
+
+
+# -- gpualloc's variants and their choice ----------------------------------------------
+
+
+def test_greedy_tie_keeps_the_greedy_plan_when_it_places_the_whole_batch() -> None:
+    state = DeviceState([gpu_node("n0", gpus=2), gpu_node("n1", gpus=2)])
+    pods = [pod("s", 1, 500), pod("w"), pod("t", 1, 300)]
+    workload = typical_workload(pods, state.models)
+    where = plan_batch(state, pods, workload, BatchOptions(tie="greedy"))
+    trial, expected = state.copy(), []
+    for p in pods:  # FGD, one pod at a time in arrival order
+        spot = FGD(workload).choose(trial, p)
+        assert spot is not None
+        trial.place(p, spot)
+        expected.append(spot)
+    assert where == expected
+
+
+def test_greedy_tie_still_takes_a_joint_plan_that_places_more() -> None:
+    # two single-GPU nodes; a half GPU then two whole GPUs: one at a time, the half takes a
+    # GPU and the second whole GPU is dropped (1500 milli); jointly, both whole GPUs (2000)
+    state = DeviceState([gpu_node("n0", gpus=1), gpu_node("n1", gpus=1)])
+    pods = [pod("s", 1, 500), pod("w1"), pod("w2")]
+    workload = typical_workload(pods, state.models)
+    for tie in ("greedy", "fragmentation"):
+        where = plan_batch(state, pods, workload, BatchOptions(tie=tie))
+        assert sum(p.gpu_request_milli for p, w in zip(pods, where, strict=True) if w) == 2000
+
+
+def test_first_best_needs_a_later_variant_to_win_by_more_than_the_margin() -> None:
+    a, b, c = (Variant(n, "fgd", mix=False, tie="greedy") for n in "abc")
+    assert _first_best({a: 5.0, b: 5.0 - MARGIN / 2, c: 5.2}) == a
+    assert _first_best({a: 5.0, b: 4.9, c: 4.95}) == b
+
+
+def test_gpualloc_runs_the_variant_its_own_samples_favour() -> None:
+    nodes = tuple(gpu_node(f"n{i}", gpus=g, cpu=32_000) for i, g in enumerate([1, 2, 4, 8]))
+    pod_list = (pod("w1", cpu=4000), pod("w2", 2, cpu=8000), pod("s", 1, 470, cpu=2000))
+    pod_list += (pod("s8", 1, 810, cpu=2000), pod("w8", 8, cpu=16_000))
+    variant, scores = select_variant(nodes, pod_list, 1.3)
+    assert select_variant(nodes, pod_list, 1.3) == (variant, scores)  # no evaluated seed
+    one = {k: v for k, v in scores.items() if k.endswith("batch 1")}
+    batched = {k: v for k, v in scores.items() if k.endswith("batch 8")}
+    # each (target, mix) once one pod at a time; the tie rules only in batches
+    assert len(one) == len({(v.target, v.mix) for v in VARIANTS})
+    same = [v for v in VARIANTS if (v.target, v.mix) == (variant.target, variant.mix)]
+    assert (
+        min(v for k, v in one.items() if k.startswith(same[0].name)) <= min(one.values()) + MARGIN
+    )
+    if batched:
+        assert batched[f"{variant.name} batch 8"] <= min(batched.values()) + MARGIN
+    planner = make_gpualloc(list(pod_list), DeviceState(nodes))
+    assert planner.variant == variant and planner.options.tie == variant.tie
+    assert (planner.mix is not None) == variant.mix
