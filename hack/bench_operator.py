@@ -3,9 +3,11 @@
 A cluster of 200 kwok nodes x 8 GPUs gets a burst of 500 jobs (1,000+ pods): gangs of 1-4
 workers x 8 GPUs and inference jobs of 1-4 replicas x 1-4 GPUs, about 1.1 x the GPUs.
 Measured for gpualloc (operator as a process): time from the burst to all placeable pods
-bound, pods bound per second, the operator's peak RSS. Then, on the same cluster and the
-same pods without gpualloc (plain pods, the real kube-scheduler): its time, and the GPUs it
-strands in half-placed gangs. Results as JSON.
+bound, pods bound per second, the operator's peak RSS and CPU time. Then, on the same cluster
+and the same pods without gpualloc (plain pods, the real kube-scheduler): its time, and the
+GPUs it strands in half-placed gangs. Bind times come from a pod watch (polling would load
+the apiserver being measured); each run also records a timeline of pods created and bound.
+Results as JSON.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import random
 import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -108,8 +111,19 @@ def plain_pods(w: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def bound_pods(core: Any) -> list[Any]:
-    return [p for p in core.list_namespaced_pod(NAMESPACE).items if p.spec.node_name]
+def list_pods(core: Any) -> list[dict[str, Any]]:
+    """The benchmark's pods as plain JSON (the client's models are slow for 1,000+)."""
+    resp = core.list_namespaced_pod(NAMESPACE, _preload_content=False)
+    items: list[dict[str, Any]] = json.loads(resp.data)["items"]
+    return items
+
+
+def bound_pods(core: Any) -> list[dict[str, Any]]:
+    return [p for p in list_pods(core) if p["spec"].get("nodeName")]
+
+
+def gpus_of(pod: dict[str, Any]) -> int:
+    return int(pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"])
 
 
 def wait_stable(fn: Any, settle: float, timeout: float) -> tuple[Any, float]:
@@ -127,25 +141,102 @@ def wait_stable(fn: Any, settle: float, timeout: float) -> tuple[Any, float]:
     return last, changed - start
 
 
+class PodWatch:
+    """The benchmark's pods as a watch sees them, with the time each was first seen bound.
+
+    A watch costs the apiserver next to nothing (every event is encoded once for all
+    watchers), where polling LISTs of 1,000+ pods would slow the cluster being measured."""
+
+    def __init__(self, core: Any) -> None:
+        self.core = core
+        self.pods: dict[str, dict[str, Any]] = {}
+        self.bound_at: dict[str, float] = {}
+        self.created_at: dict[str, float] = {}
+        self.lock = threading.Lock()
+        resp = core.list_namespaced_pod(NAMESPACE, _preload_content=False)
+        listing = json.loads(resp.data)
+        for pod in listing["items"]:
+            self._seen(pod, time.monotonic())
+        self.version = listing["metadata"]["resourceVersion"]
+        threading.Thread(target=self._run, daemon=True, name="pod-watch").start()
+
+    def _seen(self, pod: dict[str, Any], at: float, deleted: bool = False) -> None:
+        name = pod["metadata"]["name"]
+        with self.lock:
+            if deleted:
+                self.pods.pop(name, None)
+                self.bound_at.pop(name, None)
+                self.created_at.pop(name, None)
+                return
+            self.pods[name] = pod
+            self.created_at.setdefault(name, at)
+            if pod["spec"].get("nodeName"):
+                self.bound_at.setdefault(name, at)
+
+    def _run(self) -> None:
+        while True:
+            try:
+                resp = self.core.list_namespaced_pod(
+                    NAMESPACE,
+                    watch=True,
+                    resource_version=self.version,
+                    allow_watch_bookmarks=True,
+                    timeout_seconds=60,
+                    _preload_content=False,
+                )
+                for line in resp:
+                    event = json.loads(line)
+                    obj = event["object"]
+                    self.version = obj["metadata"]["resourceVersion"]
+                    if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
+                        self._seen(obj, time.monotonic(), event["type"] == "DELETED")
+            except Exception:  # expired version or a dropped stream: start over from a LIST
+                time.sleep(0.5)
+                resp = self.core.list_namespaced_pod(NAMESPACE, _preload_content=False)
+                self.version = json.loads(resp.data)["metadata"]["resourceVersion"]
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return list(self.pods.values())
+
+    def last_bind(self) -> float | None:
+        with self.lock:
+            return max(self.bound_at.values(), default=None)
+
+    def timeline(self, start: float, step: float = 0.5) -> list[tuple[float, int, int]]:
+        """(seconds, pods created, pods bound) every `step` seconds from `start`."""
+        with self.lock:
+            created, bound = sorted(self.created_at.values()), sorted(self.bound_at.values())
+        end = max([*created, *bound], default=start)
+        out, t = [], start
+        while t < end + step:
+            out.append(
+                (
+                    round(t - start, 2),
+                    sum(1 for c in created if c <= t),
+                    sum(1 for b in bound if b <= t),
+                )
+            )
+            t += step
+        return out
+
+
 def wait_until(
-    done: Any, start: float, timeout: float, core: Any = None, settle: float = 6.0
+    done: Any, start: float, timeout: float, watch: PodWatch, settle: float = 6.0
 ) -> float:
-    """Seconds from `start` until done() holds and the number of bound pods has not changed
-    for `settle` seconds (a later round may still place more); the last change counts."""
-    last_count, last_change = -1, start
+    """Seconds from `start` to the last bind, once done(pods) holds and no pod has been bound
+    for `settle` seconds (a later round may still place more)."""
     while True:
         now = time.monotonic()
         if now - start > timeout:
             raise TimeoutError("benchmark did not settle")
-        count = len(bound_pods(core)) if core is not None else 0
-        if count != last_count:
-            last_count, last_change = count, now
-        if done() and now - last_change >= settle:
-            return last_change - start
+        last = watch.last_bind() or start
+        if now - last >= settle and done(watch.snapshot()):
+            return last - start
         time.sleep(0.25)
 
 
-def gpualloc_done(core: Any, custom: Any) -> bool:
+def gpualloc_done(custom: Any, pods: list[dict[str, Any]]) -> bool:
     """Every job decided (placed or explained) and every placed pod bound."""
     placed = 0
     for plural in ("llmtrainingjobs", "llminferencejobs"):
@@ -157,18 +248,24 @@ def gpualloc_done(core: Any, custom: Any) -> bool:
                 return False
             if phase in ("Allocated", "Running"):
                 placed += job["status"]["placed"]
-    return len(bound_pods(core)) >= placed
+    return sum(1 for p in pods if p["spec"].get("nodeName")) >= placed
 
 
-def scheduler_done(core: Any) -> bool:
+def scheduler_done(pods: list[dict[str, Any]]) -> bool:
     """Every pod bound or marked unschedulable by kube-scheduler."""
-    for pod in core.list_namespaced_pod(NAMESPACE).items:
-        if pod.spec.node_name:
+    for pod in pods:
+        if pod["spec"].get("nodeName"):
             continue
-        conds = {c.type: c for c in pod.status.conditions or []}
-        if "PodScheduled" not in conds or conds["PodScheduled"].status != "False":
+        conds = {c["type"]: c for c in pod.get("status", {}).get("conditions") or []}
+        if "PodScheduled" not in conds or conds["PodScheduled"]["status"] != "False":
             return False
     return True
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -234,6 +331,8 @@ def run(state: Path, jobs: int, seed: int, baseline: bool = True) -> dict[str, A
     op = OperatorProcess(cluster.kubeconfig, logs, "bench-operator").start()
     op.wait_leading()
     plural = {"LLMTrainingJob": "llmtrainingjobs", "LLMInferenceJob": "llminferencejobs"}
+    watch = PodWatch(core)
+    cpu_before = cpu_seconds(op.proc.pid) if op.proc else 0.0
     t0 = time.monotonic()
     with ThreadPoolExecutor(16) as pool:
         list(
@@ -245,7 +344,7 @@ def run(state: Path, jobs: int, seed: int, baseline: bool = True) -> dict[str, A
             )
         )
     created = time.monotonic() - t0
-    elapsed = wait_until(lambda: gpualloc_done(core, custom), t0, timeout=600, core=core)
+    elapsed = wait_until(lambda pods: gpualloc_done(custom, pods), t0, 600, watch)
     count = len(bound_pods(core))
     ours = {
         "pods_bound": count,
@@ -253,10 +352,12 @@ def run(state: Path, jobs: int, seed: int, baseline: bool = True) -> dict[str, A
         "pods_bound_per_second": round(count / elapsed, 1) if elapsed else None,
         "jobs_create_seconds": round(created, 2),
         "operator_peak_rss_mib": round(peak_rss_mib(op.proc.pid), 1) if op.proc else None,
-        "gpus_bound": sum(
-            int(p.spec.containers[0].resources.limits["nvidia.com/gpu"]) for p in bound_pods(core)
-        ),
+        "operator_cpu_seconds": round(cpu_seconds(op.proc.pid) - cpu_before, 2)
+        if op.proc
+        else None,
+        "gpus_bound": sum(gpus_of(p) for p in bound_pods(core)),
         "metrics_rounds": op.metric("gpualloc_rounds_total"),
+        "timeline_seconds_created_bound": watch.timeline(t0),
     }
     op.stop()
     subprocess.run(
@@ -276,7 +377,7 @@ def run(state: Path, jobs: int, seed: int, baseline: bool = True) -> dict[str, A
         [*kubectl, "delete", "pods", "--all", "-n", NAMESPACE, "--grace-period=0", "--force"],
         capture_output=True,
     )
-    wait_stable(lambda: len(core.list_namespaced_pod(NAMESPACE).items), settle=3, timeout=300)
+    wait_stable(lambda: len(list_pods(core)), settle=3, timeout=300)
     summary = {
         "benchmark": "operator",
         "nodes": len(core.list_node().items),
@@ -293,14 +394,15 @@ def run(state: Path, jobs: int, seed: int, baseline: bool = True) -> dict[str, A
     # -- plain kube-scheduler, the same pods, no gates; timed from the first create, as the
     # gpualloc run is timed from the first job create
     pods = [p for x in w for p in plain_pods(x)]
+    watch = PodWatch(core)
     t0 = time.monotonic()
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda p: core.create_namespaced_pod(NAMESPACE, p), pods))
-    elapsed = wait_until(lambda: scheduler_done(core), t0, timeout=600, core=core)
+    elapsed = wait_until(scheduler_done, t0, 600, watch)
     count = len(bound_pods(core))
     by_job: dict[str, list[Any]] = defaultdict(list)
     for p in bound_pods(core):
-        by_job[p.metadata.labels["bench/job"]].append(p)
+        by_job[p["metadata"]["labels"]["bench/job"]].append(p)
     sizes = {x["name"]: x for x in w}
     stranded = sum(
         len(ps) * sizes[j]["gpus"] for j, ps in by_job.items() if len(ps) < sizes[j]["count"]
@@ -313,6 +415,7 @@ def run(state: Path, jobs: int, seed: int, baseline: bool = True) -> dict[str, A
         "gpus_bound": sum(len(ps) * sizes[j]["gpus"] for j, ps in by_job.items()),
         "half_placed_jobs": half,
         "stranded_gpus_in_half_placed_jobs": stranded,
+        "timeline_seconds_created_bound": watch.timeline(t0),
     }
     subprocess.run(
         [*kubectl, "delete", "namespace", NAMESPACE, "--wait=false"], capture_output=True
