@@ -18,6 +18,7 @@ import kopf
 import kubernetes.client
 
 from gpualloc.controller.leader import LeaderElector
+from gpualloc.controller.podwatch import PodWatch
 from gpualloc.controller.prometheus_input import PrometheusInput
 from gpualloc.controller.reconcile import Reconciler
 from gpualloc.k8s.client import Kube, load_config
@@ -169,6 +170,12 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     prometheus = PrometheusInput(
         kube, controller.reconciler, controller.poke, lambda: controller.elector.leading
     )
+    # pods are watched outside Kopf (podwatch.py); the watch pokes the loop from its thread
+    loop = asyncio.get_running_loop()
+    memo.pod_watch = PodWatch(
+        kube, lambda key, fp: loop.call_soon_threadsafe(controller.poke, key, fp)
+    )
+    memo.pod_watch.start()
     memo.tasks = [
         asyncio.create_task(controller.run()),
         asyncio.create_task(controller.renew()),
@@ -182,6 +189,8 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
 async def cleanup(memo: Any, **_: Any) -> None:
     for task in getattr(memo, "tasks", []):
         task.cancel()
+    if getattr(memo, "pod_watch", None) is not None:
+        memo.pod_watch.stop.set()
     controller = getattr(memo, "controller", None)
     if controller is not None:
         await asyncio.to_thread(controller.elector.release)
@@ -223,21 +232,3 @@ async def node_changed(type: str | None, body: kopf.Body, memo: Any, **_: Any) -
         )
     )
     _controller(memo).poke(f"node/{meta.get('name')}", fingerprint)
-
-
-@kopf.on.event("", "v1", "pods")
-async def pod_changed(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
-    meta, spec, status = body.get("metadata", {}), body.get("spec", {}), body.get("status", {})
-    key = f"pod/{meta.get('namespace')}/{meta.get('name')}"
-    # bound / finished / failed / deleted: capacity changed. Running after bound: no news.
-    phase = status.get("phase")
-    fingerprint = (
-        None
-        if type == "DELETED"
-        else (
-            spec.get("nodeName"),
-            phase if phase in ("Succeeded", "Failed") else None,
-            bool(meta.get("deletionTimestamp")),
-        )
-    )
-    _controller(memo).poke(key, fingerprint)

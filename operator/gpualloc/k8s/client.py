@@ -23,6 +23,10 @@ PLURALS = {"LLMTrainingJob": "llmtrainingjobs", "LLMInferenceJob": "llminference
 Obj = dict[str, Any]
 
 
+class WatchExpired(Exception):
+    """The watch's resourceVersion is gone from the apiserver's window: list again."""
+
+
 def load_config(kubeconfig: str | None = None) -> None:
     """--kubeconfig, then $KUBECONFIG / ~/.kube/config, then the in-cluster service account."""
     path = kubeconfig or os.environ.get("KUBECONFIG")
@@ -70,19 +74,52 @@ class Kube:
     # -- reads (raw JSON: much faster than building client models for thousands of pods)
     @staticmethod
     def _items(response: Any, kind: str) -> list[Obj]:
-        items: list[Obj] = json.loads(response.data)["items"]
+        return Kube._listing(response, kind)[0]
+
+    @staticmethod
+    def _listing(response: Any, kind: str) -> tuple[list[Obj], str]:
+        """A LIST's items and its resourceVersion."""
+        listing = json.loads(response.data)
+        items: list[Obj] = listing["items"]
         for item in items:
             item.setdefault("kind", kind)
             # server-side-apply bookkeeping: often half an object, never read here
             item.get("metadata", {}).pop("managedFields", None)
-        return items
+        return items, str(listing["metadata"]["resourceVersion"])
 
     def list_nodes(self) -> list[Obj]:
         return self._items(self.core.list_node(_preload_content=False), "Node")
 
     def list_pods(self) -> list[Obj]:
         """Every pod in the cluster: unmanaged pods also use GPUs."""
-        return self._items(self.core.list_pod_for_all_namespaces(_preload_content=False), "Pod")
+        return self.list_pods_versioned()[0]
+
+    def list_pods_versioned(self) -> tuple[list[Obj], str]:
+        """Every pod, and the list's resourceVersion (where a watch picks up)."""
+        return self._listing(self.core.list_pod_for_all_namespaces(_preload_content=False), "Pod")
+
+    def watch_pods(self, resource_version: str, timeout_seconds: int) -> Iterator[Obj]:
+        """Raw watch events ({"type", "object"}) of every pod after `resource_version`, until
+        the server ends the stream. Raises WatchExpired when that version is too old."""
+        resp = self.core.list_pod_for_all_namespaces(
+            watch=True,
+            allow_watch_bookmarks=True,
+            resource_version=resource_version,
+            timeout_seconds=timeout_seconds,
+            _preload_content=False,
+            _request_timeout=(10, timeout_seconds + 30),
+        )
+        try:
+            for line in resp:
+                event: Obj = json.loads(line)
+                if event.get("type") == "ERROR":
+                    status = event.get("object") or {}
+                    if status.get("code") == 410:
+                        raise WatchExpired(status.get("message", "resource version too old"))
+                    raise ApiException(status=status.get("code"), reason=status.get("message"))
+                yield event
+        finally:
+            resp.close()  # also when abandoned mid-stream: never reuse a half-read one
 
     def list_jobs(self) -> list[Obj]:
         jobs: list[Obj] = []

@@ -1,4 +1,5 @@
-"""The planning loop's debounce: a burst of changes is planned once, right after it ends."""
+"""What wakes the planning loop: the debounce (a burst is planned once, right after it ends)
+and which pod changes count."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 from gpualloc.controller import handlers
 from gpualloc.controller.handlers import Controller
+from gpualloc.controller.podwatch import pod_fingerprint
 
 
 def _controller(debounce: float) -> Controller:
@@ -70,3 +72,15 @@ def test_unchanged_fingerprint_is_not_a_change() -> None:
 
     repeat, deleted = asyncio.run(scenario())
     assert (repeat, deleted) == (False, True)
+
+
+def test_a_pod_matters_when_bound_finished_or_deleted_not_when_merely_running() -> None:
+    pending = {"metadata": {"name": "p"}, "spec": {}, "status": {"phase": "Pending"}}
+    bound = {**pending, "spec": {"nodeName": "gpu-1"}}
+    running = {**bound, "status": {"phase": "Running"}}
+    failed = {**bound, "status": {"phase": "Failed"}}
+    prints = [pod_fingerprint("MODIFIED", p) for p in (pending, bound, running, failed)]
+    assert prints[0] != prints[1]  # bound: capacity taken
+    assert prints[1] == prints[2]  # kwok/kubelet marked it Running: no news
+    assert prints[2] != prints[3]  # failed: capacity back
+    assert pod_fingerprint("DELETED", running) is None
