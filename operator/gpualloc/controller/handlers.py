@@ -113,7 +113,7 @@ class Controller:
 class NoDiffBase(kopf.DiffBaseStorage):
     """Kopf deep-copies every watched object on every event to diff it against the last
     handled state, for on.create/on.update handlers. gpualloc has none (it only reacts to
-    raw events), and in a burst of pods that copying was most of the operator's CPU."""
+    raw events), and in a burst that copying took more CPU than the rest of Kopf."""
 
     def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
         return kopf.BodyEssence()
