@@ -33,6 +33,9 @@ sys.path.insert(0, str(REPO / "tests" / "cluster"))
 import localcluster  # noqa: E402
 from operator_harness import OperatorProcess  # noqa: E402
 
+from gpualloc.controller.podwatch import PodWatch  # noqa: E402
+from gpualloc.k8s.client import Kube  # noqa: E402
+
 NAMESPACE = "bench"
 
 
@@ -141,29 +144,34 @@ def wait_stable(fn: Any, settle: float, timeout: float) -> tuple[Any, float]:
     return last, changed - start
 
 
-class PodWatch:
-    """The benchmark's pods as a watch sees them, with the time each was first seen bound.
+class BindTimes:
+    """The benchmark's pods as the operator's own pod watch sees them, with the time each was
+    first seen bound.
 
     A watch costs the apiserver next to nothing (every event is encoded once for all
     watchers), where polling LISTs of 1,000+ pods would slow the cluster being measured."""
 
-    def __init__(self, core: Any) -> None:
-        self.core = core
+    def __init__(self, api: Any) -> None:
         self.pods: dict[str, dict[str, Any]] = {}
         self.bound_at: dict[str, float] = {}
         self.created_at: dict[str, float] = {}
         self.lock = threading.Lock()
-        resp = core.list_namespaced_pod(NAMESPACE, _preload_content=False)
-        listing = json.loads(resp.data)
-        for pod in listing["items"]:
-            self._seen(pod, time.monotonic())
-        self.version = listing["metadata"]["resourceVersion"]
-        threading.Thread(target=self._run, daemon=True, name="pod-watch").start()
+        self.watch = PodWatch(Kube(api), self._seen)
+        self.watch.start()
+        if not self.watch.listed.wait(60):
+            raise TimeoutError("the pod watch did not list the pods")
 
-    def _seen(self, pod: dict[str, Any], at: float, deleted: bool = False) -> None:
-        name = pod["metadata"]["name"]
+    def close(self) -> None:
+        """Stop watching (the next phase is measured without this watcher's load)."""
+        self.watch.stop.set()
+
+    def _seen(self, event_type: str, pod: dict[str, Any]) -> None:
+        meta, at = pod["metadata"], time.monotonic()
+        if meta.get("namespace") != NAMESPACE:
+            return
+        name = meta["name"]
         with self.lock:
-            if deleted:
+            if event_type == "DELETED":
                 self.pods.pop(name, None)
                 self.bound_at.pop(name, None)
                 self.created_at.pop(name, None)
@@ -172,28 +180,6 @@ class PodWatch:
             self.created_at.setdefault(name, at)
             if pod["spec"].get("nodeName"):
                 self.bound_at.setdefault(name, at)
-
-    def _run(self) -> None:
-        while True:
-            try:
-                resp = self.core.list_namespaced_pod(
-                    NAMESPACE,
-                    watch=True,
-                    resource_version=self.version,
-                    allow_watch_bookmarks=True,
-                    timeout_seconds=60,
-                    _preload_content=False,
-                )
-                for line in resp:
-                    event = json.loads(line)
-                    obj = event["object"]
-                    self.version = obj["metadata"]["resourceVersion"]
-                    if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
-                        self._seen(obj, time.monotonic(), event["type"] == "DELETED")
-            except Exception:  # expired version or a dropped stream: start over from a LIST
-                time.sleep(0.5)
-                resp = self.core.list_namespaced_pod(NAMESPACE, _preload_content=False)
-                self.version = json.loads(resp.data)["metadata"]["resourceVersion"]
 
     def snapshot(self) -> list[dict[str, Any]]:
         with self.lock:
@@ -222,7 +208,7 @@ class PodWatch:
 
 
 def wait_until(
-    done: Any, start: float, timeout: float, watch: PodWatch, settle: float = 6.0
+    done: Any, start: float, timeout: float, watch: BindTimes, settle: float = 6.0
 ) -> float:
     """Seconds from `start` to the last bind, once done(pods) holds and no pod has been bound
     for `settle` seconds (a later round may still place more)."""
@@ -331,7 +317,7 @@ def run(state: Path, jobs: int, seed: int, baseline: bool = True) -> dict[str, A
     op = OperatorProcess(cluster.kubeconfig, logs, "bench-operator").start()
     op.wait_leading()
     plural = {"LLMTrainingJob": "llmtrainingjobs", "LLMInferenceJob": "llminferencejobs"}
-    watch = PodWatch(core)
+    watch = BindTimes(api)
     cpu_before = cpu_seconds(op.proc.pid) if op.proc else 0.0
     t0 = time.monotonic()
     with ThreadPoolExecutor(16) as pool:
@@ -345,7 +331,9 @@ def run(state: Path, jobs: int, seed: int, baseline: bool = True) -> dict[str, A
         )
     created = time.monotonic() - t0
     elapsed = wait_until(lambda pods: gpualloc_done(custom, pods), t0, 600, watch)
-    count = len(bound_pods(core))
+    watch.close()
+    bound = bound_pods(core)
+    count = len(bound)
     ours = {
         "pods_bound": count,
         "seconds_to_all_bound": round(elapsed, 2),
@@ -355,7 +343,7 @@ def run(state: Path, jobs: int, seed: int, baseline: bool = True) -> dict[str, A
         "operator_cpu_seconds": round(cpu_seconds(op.proc.pid) - cpu_before, 2)
         if op.proc
         else None,
-        "gpus_bound": sum(gpus_of(p) for p in bound_pods(core)),
+        "gpus_bound": sum(gpus_of(p) for p in bound),
         "metrics_rounds": op.metric("gpualloc_rounds_total"),
         "timeline_seconds_created_bound": watch.timeline(t0),
     }
@@ -394,14 +382,16 @@ def run(state: Path, jobs: int, seed: int, baseline: bool = True) -> dict[str, A
     # -- plain kube-scheduler, the same pods, no gates; timed from the first create, as the
     # gpualloc run is timed from the first job create
     pods = [p for x in w for p in plain_pods(x)]
-    watch = PodWatch(core)
+    watch = BindTimes(api)
     t0 = time.monotonic()
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda p: core.create_namespaced_pod(NAMESPACE, p), pods))
     elapsed = wait_until(scheduler_done, t0, 600, watch)
-    count = len(bound_pods(core))
+    watch.close()
+    bound = bound_pods(core)
+    count = len(bound)
     by_job: dict[str, list[Any]] = defaultdict(list)
-    for p in bound_pods(core):
+    for p in bound:
         by_job[p["metadata"]["labels"]["bench/job"]].append(p)
     sizes = {x["name"]: x for x in w}
     stranded = sum(

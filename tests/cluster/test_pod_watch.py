@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from gpualloc.controller.podwatch import PodWatch
+from gpualloc.controller.podwatch import PodWatch, pod_fingerprint, pod_key
 from gpualloc.k8s.client import Kube as Client
 from tests.cluster.conftest import Kube
 from tests.cluster.test_local_cluster import gpu_pod
@@ -21,9 +21,9 @@ def test_binding_and_deletion_wake_the_loop(kube: Kube, namespace: str) -> None:
     seen: list[tuple[str, Any]] = []
     lock = threading.Lock()
 
-    def notify(key: str, fingerprint: Any) -> None:
+    def notify(event_type: str, pod: dict[str, Any]) -> None:
         with lock:
-            seen.append((key, fingerprint))
+            seen.append((pod_key(pod), pod_fingerprint(event_type, pod)))
 
     def fingerprints() -> list[Any]:
         with lock:

@@ -18,7 +18,7 @@ import kopf
 import kubernetes.client
 
 from gpualloc.controller.leader import LeaderElector
-from gpualloc.controller.podwatch import PodWatch
+from gpualloc.controller.podwatch import PodWatch, pod_fingerprint, pod_key
 from gpualloc.controller.prometheus_input import PrometheusInput
 from gpualloc.controller.reconcile import Reconciler
 from gpualloc.k8s.client import Kube, load_config
@@ -172,9 +172,11 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     )
     # pods are watched outside Kopf (podwatch.py); the watch pokes the loop from its thread
     loop = asyncio.get_running_loop()
-    memo.pod_watch = PodWatch(
-        kube, lambda key, fp: loop.call_soon_threadsafe(controller.poke, key, fp)
-    )
+
+    def pod_event(event_type: str, pod: dict[str, Any]) -> None:
+        loop.call_soon_threadsafe(controller.poke, pod_key(pod), pod_fingerprint(event_type, pod))
+
+    memo.pod_watch = PodWatch(kube, pod_event)
     memo.pod_watch.start()
     memo.tasks = [
         asyncio.create_task(controller.run()),

@@ -5,6 +5,7 @@ machinery (an object worker, loggers, cause detection) cost more of the operator
 creating the pods did, on a machine where the apiserver needs that CPU, so pods are watched
 by this plain stream instead: parse each event and poke the loop only when the pod's
 fingerprint changed. Like the Kopf handlers it only wakes the loop; rounds read afresh.
+(hack/bench_operator.py times bindings with the same watch.)
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from gpualloc.k8s.client import Kube, WatchExpired
 
 log = logging.getLogger("gpualloc.podwatch")
 Obj = dict[str, Any]
-Notify = Callable[[str, Any], object]
+Notify = Callable[[str, Obj], object]  # (event type, pod), called on the watch's thread
 
 
 def pod_key(pod: Obj) -> str:
@@ -49,6 +50,7 @@ class PodWatch:
         self.notify = notify
         self.timeout_seconds = timeout_seconds
         self.stop = threading.Event()
+        self.listed = threading.Event()  # the first LIST is in: no later change is missed
 
     def start(self) -> threading.Thread:
         thread = threading.Thread(target=self.run, name="pod-watch", daemon=True)
@@ -62,14 +64,15 @@ class PodWatch:
                 if version is None:
                     pods, version = self.kube.list_pods_versioned()
                     for pod in pods:
-                        self.notify(pod_key(pod), pod_fingerprint("ADDED", pod))
+                        self.notify("ADDED", pod)
+                    self.listed.set()
                 for event in self.kube.watch_pods(version, self.timeout_seconds):
                     if self.stop.is_set():
                         return
                     pod = event["object"]
                     version = pod["metadata"]["resourceVersion"]
                     if event["type"] != "BOOKMARK":
-                        self.notify(pod_key(pod), pod_fingerprint(event["type"], pod))
+                        self.notify(event["type"], pod)
             except WatchExpired:
                 version = None
             except Exception as err:  # apiserver restarting, connection dropped: list again

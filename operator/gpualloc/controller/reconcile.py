@@ -190,23 +190,11 @@ class Reconciler:
         placed_first = [p for p in creates.values() if not is_gated(p)]
         queued = [p for p in creates.values() if is_gated(p)]
         list(self.kube.map(self._pin, patches))
-        created = [
-            p
-            for p, new in zip(
-                placed_first, self.kube.map(self.kube.create_pod, placed_first), strict=True
-            )
-            if new
-        ]
+        created = self._create_pods(placed_first)
         # The rendezvous Services are only looked up once a worker runs (torch.distributed
         # retries the name), so they need not delay the placed pods.
         list(self.kube.map(self.kube.create_service, services, in_flight=4))
-        created += [
-            p
-            for p, new in zip(
-                queued, self.kube.map(self.kube.create_pod, queued, in_flight=4), strict=True
-            )
-            if new
-        ]
+        created += self._create_pods(queued, in_flight=4)
         for pod in created:
             pods_of[_job_key(pod)].append(pod)
         stats.created = len(created)
@@ -267,6 +255,11 @@ class Reconciler:
             for i in range(replicas)
             if pod_name(job["metadata"]["name"], kind, i) not in existing
         ]
+
+    def _create_pods(self, pods: list[Obj], in_flight: int | None = None) -> list[Obj]:
+        """The pods actually created: one that exists already is adopted, not duplicated."""
+        news = self.kube.map(self.kube.create_pod, pods, in_flight)
+        return [p for p, new in zip(pods, news, strict=True) if new]
 
     def _report(self, item: tuple[Obj, Obj | None, list[tuple[str, str, str]]]) -> None:
         job, status, events = item
