@@ -33,9 +33,7 @@ def simulate(
         raise click.UsageError(f"{pods_path}: no pods")
     state = DeviceState(nodes)
     arrivals = sample_arrivals(pod_list, state.total_gpu_milli, arrival, seed)
-    placer = make_policy(
-        policy, pod_list, state, BatchOptions(time_limit_seconds=time_limit), load=arrival
-    )
+    placer = make_policy(policy, pod_list, state, BatchOptions(time_limit_seconds=time_limit))
     levels = [lv for lv in LEVELS if lv <= round(arrival * 100)]
     with tqdm(
         total=len(arrivals), desc=f"{policy} seed {seed}", unit="pod", disable=not progress
@@ -119,6 +117,12 @@ def simulate_command(
     Pods are drawn with replacement from --pods until their GPU request reaches --arrival x
     the GPU capacity of --nodes, shuffled by --seed and placed once each, in order; prints
     the unallocated GPU % at 90, 95, ..., 130% arrival.
+
+    Policies: gpualloc plans --batch arrivals at a time with CP-SAT, starting from FGD's
+    own choices and keeping them unless a joint plan places more GPU (or as much with less
+    fragmentation); fgd is Fragmentation
+    Gradient Descent as the paper's experiments ran it (integer node scores, ties to the
+    first node by name); best-fit, first-fit and spread are the simulator's baselines.
     """
     out = simulate(nodes_path, pods_path, arrival, seed, policy, batch, time_limit, not no_progress)
     click.echo(json.dumps(out) if output == "json" else _table(out))

@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -24,18 +25,11 @@ from gpualloc.sim.openb import (
     unallocated_pct,
 )
 from gpualloc.sim.philly import Gang, cluster_of, gang_of, place_gpualloc, place_per_pod, score
-from gpualloc.sim.policies import (
-    MARGIN,
-    VARIANTS,
-    Variant,
-    _first_best,
-    make_gpualloc,
-    select_variant,
-)
+from gpualloc.sim.policies import GpuallocBatch, make_policy
 from gpualloc.solver.bound import allocation_upper_bound
-from gpualloc.solver.device_policies import FGD, BestFit, FirstFit, Spread
+from gpualloc.solver.device_policies import FGD, BestFit, FirstFit, Spread, published_fgd_score
 from gpualloc.solver.devicestate import DeviceState
-from gpualloc.solver.fragmentation import node_fragmentation, typical_workload
+from gpualloc.solver.fragmentation import Workload, node_fragmentation, typical_workload
 from gpualloc.solver.sharing import BatchOptions, plan_batch
 
 
@@ -336,56 +330,91 @@ def test_gang_unaware_placement_strands_gpus_and_gpualloc_does_not() -> None:
     assert ours["allocated_gpu_ratio"] >= per_pod["allocated_gpu_ratio"]
 
 
-# -- gpualloc's variants and their choice ----------------------------------------------
+# -- FGD as published, and gpualloc on top of it ----------------------------------------
 
 
-def test_greedy_tie_keeps_the_greedy_plan_when_it_places_the_whole_batch() -> None:
+def test_published_fgd_score_is_the_simulators_integer_sigmoid() -> None:
+    growth = np.array([[0.0, 1000.0, -1000.0, 30.0, -30.0, np.inf]])
+    # int(100 x sigmoid(-growth in GPUs)); -1 where the pod does not fit
+    assert published_fgd_score(growth).tolist() == [[50, 26, 73, 49, 50, -1]]
+
+
+def test_published_fgd_gives_near_ties_to_the_first_node() -> None:
+    # a 200-milli share: on n1's device 0 F shrinks by 187 milli, on n0's by 167; both
+    # score 54, so the published FGD takes n0 (first by name) where the exact one takes n1
     state = DeviceState([gpu_node("n0", gpus=2), gpu_node("n1", gpus=2)])
-    pods = [pod("s", 1, 500), pod("w"), pod("t", 1, 300)]
-    workload = typical_workload(pods, state.models)
-    where = plan_batch(state, pods, workload, BatchOptions(tie="greedy"))
-    trial, expected = state.copy(), []
-    for p in pods:  # FGD, one pod at a time in arrival order
-        spot = FGD(workload).choose(trial, p)
-        assert spot is not None
-        trial.place(p, spot)
-        expected.append(spot)
-    assert where == expected
+    state.place(pod("a", 1, 500), DevicePlacement(0, (0,)))
+    state.place(pod("b", 1, 300), DevicePlacement(1, (0,)))
+    workload = typical_workload([pod("w")] * 14 + [pod("s", 1, 500)], state.models)
+    share = pod("t", 1, 200)
+    assert FGD(workload).choose(state, share) == DevicePlacement(1, (0,))
+    assert FGD(workload, integer_score=True).choose(state, share) == DevicePlacement(0, (0,))
 
 
-def test_greedy_tie_still_takes_a_joint_plan_that_places_more() -> None:
+def test_cpu_only_pods_join_the_target_only_when_asked_and_all_free_gpu_is_their_fragment() -> None:
+    state = DeviceState([gpu_node("n0", gpus=2)])
+    pods = [pod("c", 0, cpu=4000), pod("w")]
+    assert len(typical_workload(pods, state.models).prob) == 1
+    with_cpu = typical_workload(pods, state.models, cpu_pods=True)
+    assert sorted(with_cpu.num_gpu.tolist()) == [0, 1]
+    # the CPU-only pod runs here, yet to it both free GPUs are fragment (half the weight)
+    frag = node_fragmentation(state.gpu_left, state.cpu_left, state.model, with_cpu)
+    assert frag[0] == pytest.approx(1000.0)
+
+
+def test_fgd_policy_is_the_published_one_and_gpualloc_starts_from_it() -> None:
+    state = DeviceState([gpu_node("n0", gpus=2), gpu_node("n1", gpus=2)])
+    pod_list = [pod("w"), pod("s", 1, 500), pod("c", 0, cpu=4000)]
+    fgd = make_policy("fgd", pod_list, state)
+    assert isinstance(fgd, FGD) and fgd.integer_score
+    assert 0 in fgd.workload.num_gpu.tolist()  # CPU-only pods in the target
+    planner = make_policy("gpualloc", pod_list, state)
+    assert isinstance(planner, GpuallocBatch) and planner.options.integer_score
+    assert planner.workload.prob.tolist() == fgd.workload.prob.tolist()
+    assert planner.workload.num_gpu.tolist() == fgd.workload.num_gpu.tolist()
+    # a batch of one is FGD's own choice
+    one = [pod("t", 1, 500)]
+    assert planner.plan_batch(state, one) == [fgd.choose(state, one[0])]
+
+
+def _fgd_one_at_a_time(
+    state: DeviceState, pods: list[PodRequest], workload: Workload
+) -> list[DevicePlacement | None]:
+    trial, out = state.copy(), []
+    for p in pods:
+        spot = FGD(workload, integer_score=True).choose(trial, p)
+        if spot is not None:
+            trial.place(p, spot)
+        out.append(spot)
+    return out
+
+
+def test_with_a_whole_gpu_pod_the_joint_plan_with_less_fragmentation_wins() -> None:
+    # FGD puts three half GPUs on the 8-GPU node, one at a time; jointly they go to the
+    # 2-GPU node and the 8-GPU node stays whole (F grows by 125 milli less than FGD's +375)
+    state = DeviceState([gpu_node("n0", 8), gpu_node("n1", 2), gpu_node("n2", 4)])
+    shapes = [pod("w1"), pod("w2", 2), pod("w4", 4), pod("s", 1, 500)]
+    workload = typical_workload(shapes, state.models, cpu_pods=True)
+    pods = [pod("a", 1, 500), pod("w", 4), pod("b", 1, 500), pod("c", 1, 500)]
+    assert [w.node for w in _fgd_one_at_a_time(state, pods, workload) if w] == [0, 2, 0, 0]
+    assert [w.node for w in plan_batch(state, pods, workload) if w] == [1, 2, 1, 1]
+
+
+def test_shares_alone_keep_fgds_plan_when_it_places_them_all() -> None:
+    state = DeviceState([gpu_node("n0", 8), gpu_node("n1", 2), gpu_node("n2", 4)])
+    shapes = [pod("w1"), pod("w2", 2), pod("w4", 4), pod("s", 1, 500)]
+    workload = typical_workload(shapes, state.models, cpu_pods=True)
+    pods = [pod("a", 1, 500), pod("b", 1, 500), pod("c", 1, 500), pod("d", 0, cpu=2000)]
+    assert plan_batch(state, pods, workload) == _fgd_one_at_a_time(state, pods, workload)
+
+
+def test_a_joint_plan_replaces_fgd_where_it_places_more() -> None:
     # two single-GPU nodes; a half GPU then two whole GPUs: one at a time, the half takes a
     # GPU and the second whole GPU is dropped (1500 milli); jointly, both whole GPUs (2000)
     state = DeviceState([gpu_node("n0", gpus=1), gpu_node("n1", gpus=1)])
     pods = [pod("s", 1, 500), pod("w1"), pod("w2")]
-    workload = typical_workload(pods, state.models)
-    for tie in ("greedy", "fragmentation"):
-        where = plan_batch(state, pods, workload, BatchOptions(tie=tie))
-        assert sum(p.gpu_request_milli for p, w in zip(pods, where, strict=True) if w) == 2000
-
-
-def test_first_best_needs_a_later_variant_to_win_by_more_than_the_margin() -> None:
-    a, b, c = (Variant(n, "fgd", mix=False, tie="greedy") for n in "abc")
-    assert _first_best({a: 5.0, b: 5.0 - MARGIN / 2, c: 5.2}) == a
-    assert _first_best({a: 5.0, b: 4.9, c: 4.95}) == b
-
-
-def test_gpualloc_runs_the_variant_its_own_samples_favour() -> None:
-    nodes = tuple(gpu_node(f"n{i}", gpus=g, cpu=32_000) for i, g in enumerate([1, 2, 4, 8]))
-    pod_list = (pod("w1", cpu=4000), pod("w2", 2, cpu=8000), pod("s", 1, 470, cpu=2000))
-    pod_list += (pod("s8", 1, 810, cpu=2000), pod("w8", 8, cpu=16_000))
-    variant, scores = select_variant(nodes, pod_list, 1.3)
-    assert select_variant(nodes, pod_list, 1.3) == (variant, scores)  # no evaluated seed
-    one = {k: v for k, v in scores.items() if k.endswith("batch 1")}
-    batched = {k: v for k, v in scores.items() if k.endswith("batch 8")}
-    # each (target, mix) once one pod at a time; the tie rules only in batches
-    assert len(one) == len({(v.target, v.mix) for v in VARIANTS})
-    same = [v for v in VARIANTS if (v.target, v.mix) == (variant.target, variant.mix)]
-    assert (
-        min(v for k, v in one.items() if k.startswith(same[0].name)) <= min(one.values()) + MARGIN
-    )
-    if batched:
-        assert batched[f"{variant.name} batch 8"] <= min(batched.values()) + MARGIN
-    planner = make_gpualloc(list(pod_list), DeviceState(nodes))
-    assert planner.variant == variant and planner.options.tie == variant.tie
-    assert (planner.mix is not None) == variant.mix
+    workload = typical_workload(pods, state.models, cpu_pods=True)
+    fgd = _fgd_one_at_a_time(state, pods, workload)
+    assert sum(p.gpu_request_milli for p, w in zip(pods, fgd, strict=True) if w) == 1500
+    where = plan_batch(state, pods, workload)
+    assert sum(p.gpu_request_milli for p, w in zip(pods, where, strict=True) if w) == 2000

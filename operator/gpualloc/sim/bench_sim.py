@@ -22,7 +22,6 @@ from typing import Any
 from gpualloc.cli_simulate import simulate
 from gpualloc.sim.openb import LEVELS, crossings, read_nodes, read_pods, sample_arrivals
 from gpualloc.sim.philly import run_philly
-from gpualloc.sim.policies import select_variant
 from gpualloc.solver.bound import allocation_upper_bound
 from gpualloc.solver.devicestate import DeviceState
 
@@ -42,13 +41,8 @@ def _run(args: tuple[str, str, int, int]) -> dict[str, Any]:
     started = time.monotonic()
     out = simulate(str(NODES), str(_pods(pod_list)), 1.3, seed, policy, batch, progress=False)
     out["pod_list"] = pod_list
-    # with the policy's set-up (gpualloc's mix plan and, once per pod list in a process,
-    # its choice of variant); "seconds" is the replay alone
+    # with reading the lists and sampling; "seconds" is the replay alone
     out["wall_seconds"] = round(time.monotonic() - started, 2)
-    if policy == "gpualloc":  # the variant it chose (cached by the run just made)
-        nodes, pods = tuple(read_nodes(NODES)), tuple(read_pods(_pods(pod_list)))
-        variant, scores = select_variant(nodes, pods, 1.3)
-        out["variant"], out["variant_scores"] = variant.name, scores
     print(
         f"{pod_list:12} {policy:10} seed {seed}: {out['seconds']} s"
         f" ({out['wall_seconds']} s with set-up)",

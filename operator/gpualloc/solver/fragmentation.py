@@ -2,7 +2,9 @@
 
 For one node and one typical pod shape m, the node's free GPU milli is *fragment* if m
 cannot run there (too few fitting GPUs, too little CPU, a GPU model m does not accept);
-if m can run, only the free milli of devices too small for m is fragment. A node's
+if m can run, only the free milli of devices too small for m is fragment. A CPU-only
+shape uses no GPU, so all the free GPU milli is fragment to it (as in the published
+simulator, whose FGD counts CPU-only pods in its target workload). A node's
 fragmentation is the expectation over the workload's shape distribution:
     F(n) = sum_m p_m * frag(n, m).
 FGD places each pod where F grows least. All functions work on many nodes at once.
@@ -27,7 +29,7 @@ _MIXER = np.random.default_rng(0).integers(1, 2**63, size=64, dtype=np.uint64) |
 
 @dataclass(frozen=True)
 class Workload:
-    """Typical GPU pod shapes and their probabilities (CPU-only pods excluded)."""
+    """Typical pod shapes and their probabilities."""
 
     cpu_milli: IntArray  # [T]
     gpu_milli: IntArray  # [T] per GPU
@@ -42,14 +44,16 @@ def typical_workload(
     popularity: float = 0.95,
     step: int = 1,
     gpu_weight: float = 0.0,
+    cpu_pods: bool = False,
 ) -> Workload:
-    """The most popular GPU pod shapes, taken `step` at a time until they cover
-    `popularity` of all GPU pods, renormalized (as in the FGD paper's experiments: 95%,
-    1; the simulator's built-in defaults are 60%, 10).
+    """The most popular pod shapes, taken `step` at a time until they cover `popularity`
+    of all (GPU) pods, renormalized (as in the FGD paper's experiments: 95%, 1; the
+    simulator's built-in defaults are 60%, 10). CPU-only pods count only with `cpu_pods`
+    (the published experiments count them).
     `gpu_weight` > 0 counts a whole-GPU pod as 1 + num_gpu * gpu_weight pods."""
     counts: Counter[tuple[int, int, int, tuple[str, ...]]] = Counter()
     for p in pods:
-        if p.gpu_request_milli == 0:
+        if p.gpu_request_milli == 0 and not cpu_pods:
             continue
         weight = 1.0 + (p.num_gpu * gpu_weight if not p.is_share else 0.0)
         counts[p.cpu_milli, p.gpu_milli, p.num_gpu, p.gpu_spec] += weight  # type: ignore[assignment]
@@ -105,6 +109,7 @@ def _fragmentation(
         & (cpu_left[:, None] >= workload.cpu_milli[None, :])
         & workload.access[model]
     )  # [N, T]
+    runs &= workload.num_gpu[None, :] > 0  # to a CPU-only shape every free GPU is fragment
     small = np.where(fit, 0, left[:, :, None]).sum(axis=1)  # [N, T]
     frag = np.where(runs, small, total[:, None])
     return np.asarray(frag @ workload.prob, dtype=np.float64)

@@ -8,12 +8,13 @@ strict order (solved with `lexicographic.solve_lexicographic`):
 3. least growth of expected fragmentation (`fragmentation.py`), summed over the batch.
 
 Only the few best nodes of each pod (by its own fragmentation growth) are candidates, plus
-where a sequential fragmentation-greedy pass would put it; that pass is the warm start and
-the fallback. The plan kept is the best of the greedy pass's, CP-SAT's and sequential
-best-fit's by (GPU milli, pods, exact growth of fragmentation), the first of them on a tie
-(keeping the greedy pass on exact ties was better on seeds 43-44), so a batch never places
-less GPU milli than either greedy policy would from the same state. With `tie="greedy"`
-only (GPU milli, pods) count, and CP-SAT is not run when the greedy pass places all.
+where a sequential FGD pass would put it (FGD as published, integer scores: see
+`device_policies.published_fgd_score`); that pass is the warm start and the fallback. The
+plan kept is the best of the FGD pass's, CP-SAT's and sequential best-fit's by (GPU milli,
+pods, exact growth of fragmentation), the first of them on a tie (keeping the FGD pass on
+exact ties was better on seeds 43-44), so a batch never places less GPU milli than either
+greedy policy would from the same state. The growth of fragmentation ranks plans only in
+batches with a whole-GPU pod (see `plan_batch`).
 
 Variables (all boolean):
   x[i, n, g]  pod i on node n, using device g (a share: its milli; whole GPUs: 1000)
@@ -34,7 +35,6 @@ from gpualloc.solver.device_policies import FGD, BestFit, fragmentation_delta
 from gpualloc.solver.devicestate import DeviceState
 from gpualloc.solver.fragmentation import Workload, node_fragmentation
 from gpualloc.solver.lexicographic import Objective, solve_lexicographic
-from gpualloc.solver.mix import MixPlan
 
 
 @dataclass(frozen=True)
@@ -42,11 +42,9 @@ class BatchOptions:
     candidates: int = 8  # nodes considered per pod
     time_limit_seconds: float = 0.5
     num_workers: int = 1
-    # between plans that place the same GPU milli and pods: "fragmentation" keeps the one
-    # with the least exact growth of F; "greedy" keeps the sequential greedy pass's plan
-    # (the joint plan is used only when it places more, and is not solved when the
-    # greedy pass already places the whole batch)
-    tie: str = "fragmentation"
+    # the greedy pass ranks placements by the published simulator's integer FGD scores
+    # (False: by the exact growth of F)
+    integer_score: bool = True
 
 
 @dataclass
@@ -63,12 +61,9 @@ def _greedy(
 ) -> list[DevicePlacement | None]:
     """One pod at a time in arrival order (largest-first was worse on seeds 43-44)."""
     trial = state.copy()
-    mix = policy.mix if isinstance(policy, FGD) else None
     out: list[DevicePlacement | None] = [None] * len(pods)
     for i in range(len(pods)):
         spot = policy.choose(trial, pods[i])
-        if mix is not None:
-            mix.observe(pods[i], spot.node if spot is not None else None)
         if spot is not None:
             trial.place(pods[i], spot)
         out[i] = spot
@@ -106,24 +101,16 @@ def _candidates(
     workload: Workload,
     keep: int,
     forced: int | None,
-    mix: MixPlan | None,
 ) -> list[_Candidate]:
     ok = np.flatnonzero(state.fits(pod))
     if not ok.size:
         return []
-    if mix is not None:
-        ok = mix.allowed(state, pod, ok)
     delta = fragmentation_delta(state, pod, ok, workload)
     best = delta.min(axis=1)
     order = np.argsort(best, kind="stable")[:keep]
     rows = [int(r) for r in order]
     if forced is not None:
         where = np.flatnonzero(ok == forced)
-        if not where.size:  # outside the preferred types: look at all again
-            ok = np.flatnonzero(state.fits(pod))
-            delta = fragmentation_delta(state, pod, ok, workload)
-            rows = [int(r) for r in np.argsort(delta.min(axis=1), kind="stable")[:keep]]
-            where = np.flatnonzero(ok == forced)
         if int(where[0]) not in rows:
             rows.append(int(where[0]))
     out = []
@@ -145,16 +132,19 @@ def plan_batch(
     pods: Sequence[PodRequest],
     workload: Workload,
     options: BatchOptions | None = None,
-    mix: MixPlan | None = None,
 ) -> list[DevicePlacement | None]:
-    """Where each pod of the batch goes (None: it does not fit), given the free `state`.
-    With a `mix` plan, candidates are the nodes of the types it still wants (its counters
-    are not moved here: the caller observes what it commits)."""
+    """Where each pod of the batch goes (None: it does not fit), given the free `state`."""
     options = options or BatchOptions()
-    greedy = _greedy(state, pods, FGD(workload, mix.fork() if mix is not None else None))
+    greedy = _greedy(state, pods, FGD(workload, options.integer_score))
     if len(pods) <= 1:
         return greedy
-    if options.tie == "greedy" and all(w is not None for w in greedy):
+    # Between plans placing as much, the least exact growth of F wins only in batches with
+    # a whole-GPU pod: there it ranked plans well (better than FGD on every tuning seed,
+    # 1-6, of default and multigpu50); among shares alone its small differences only
+    # perturbed FGD's packing (+-0.1-0.4 points on gpushare100), so there FGD's plan stays
+    # unless a joint plan places more (and CP-SAT runs only where FGD drops a pod).
+    by_fragmentation = any(p.whole_gpus for p in pods)
+    if not by_fragmentation and all(w is not None for w in greedy):
         return greedy
     best_fit = _greedy(state, pods, BestFit())
     model = cp_model.CpModel()
@@ -170,7 +160,7 @@ def plan_batch(
     for i, pod in enumerate(pods):
         first = greedy[i]
         forced = first.node if first is not None else None
-        cands = _candidates(state, pod, workload, options.candidates, forced, mix)
+        cands = _candidates(state, pod, workload, options.candidates, forced)
         on_some: list[cp_model.IntVar] = []
         for cand in cands:
             n = cand.node
@@ -205,7 +195,7 @@ def plan_batch(
             placed_milli.append(pod.gpu_request_milli * sum(on_some))
             placed_pods.append(sum(on_some))
     if not y:
-        return _best(state, pods, workload, [greedy, best_fit], options.tie)
+        return _best(state, pods, workload, [greedy, best_fit], by_fragmentation)
     for (n, g), load in device_load.items():
         model.add(sum(load) <= int(state.gpu_left[n, g]))
     for n, load in node_cpu.items():
@@ -226,7 +216,7 @@ def plan_batch(
         num_workers=options.num_workers,
     )
     if solver is None:
-        return _best(state, pods, workload, [greedy, best_fit], options.tie)
+        return _best(state, pods, workload, [greedy, best_fit], by_fragmentation)
     out: list[DevicePlacement | None] = []
     for i in range(len(pods)):
         spot = None
@@ -239,7 +229,7 @@ def plan_batch(
         out.append(spot)
     # the model's fragmentation term is additive (each pod against the batch's starting
     # state); the exact measure decides between its plan and the greedy ones
-    return _best(state, pods, workload, [greedy, out, best_fit], options.tie)
+    return _best(state, pods, workload, [greedy, out, best_fit], by_fragmentation)
 
 
 def _best(
@@ -247,12 +237,12 @@ def _best(
     pods: Sequence[PodRequest],
     workload: Workload,
     plans: list[list[DevicePlacement | None]],
-    tie: str = "fragmentation",
+    by_fragmentation: bool = True,
 ) -> list[DevicePlacement | None]:
-    """The first plan with the best (GPU milli, pods, -fragmentation growth), or only
-    (GPU milli, pods) when `tie` is "greedy"."""
+    """The first plan with the best (GPU milli, pods, -fragmentation growth), or with the
+    best (GPU milli, pods) alone unless `by_fragmentation`."""
     scores = [_score(state, pods, p, workload) for p in plans]
-    if tie == "greedy":
+    if not by_fragmentation:
         scores = [(milli, count, 0.0) for milli, count, _ in scores]
     return plans[scores.index(max(scores))]
 
