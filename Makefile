@@ -117,7 +117,7 @@ bench-operator: setup deps
 	$(BIN)/python hack/bench_operator.py --out bench-results/operator.json
 
 # Trace-driven simulator: openb (3 pod lists x 5 policies x SEEDS) and Philly gangs;
-# JSON and tables in bench-results/, plot in docs/simulator-openb.png. About 6-10 min on 2 cores.
+# JSON and tables in bench-results/, plot in docs/simulator-openb.png. About 3 min on 2 cores.
 SEEDS ?= 42,43,44
 BATCH ?= 8
 bench-sim: setup

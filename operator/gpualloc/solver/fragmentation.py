@@ -43,20 +43,17 @@ def typical_workload(
     models: tuple[str, ...],
     popularity: float = 0.95,
     step: int = 1,
-    gpu_weight: float = 0.0,
     cpu_pods: bool = False,
 ) -> Workload:
     """The most popular pod shapes, taken `step` at a time until they cover `popularity`
     of all (GPU) pods, renormalized (as in the FGD paper's experiments: 95%, 1; the
     simulator's built-in defaults are 60%, 10). CPU-only pods count only with `cpu_pods`
-    (the published experiments count them).
-    `gpu_weight` > 0 counts a whole-GPU pod as 1 + num_gpu * gpu_weight pods."""
+    (the published experiments count them)."""
     counts: Counter[tuple[int, int, int, tuple[str, ...]]] = Counter()
     for p in pods:
         if p.gpu_request_milli == 0 and not cpu_pods:
             continue
-        weight = 1.0 + (p.num_gpu * gpu_weight if not p.is_share else 0.0)
-        counts[p.cpu_milli, p.gpu_milli, p.num_gpu, p.gpu_spec] += weight  # type: ignore[assignment]
+        counts[p.cpu_milli, p.gpu_milli, p.num_gpu, p.gpu_spec] += 1
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     total = sum(counts.values())
     taken = 0

@@ -141,8 +141,9 @@ def plan_batch(
     # Between plans placing as much, the least exact growth of F wins only in batches with
     # a whole-GPU pod: there it ranked plans well (better than FGD on every tuning seed,
     # 1-6, of default and multigpu50); among shares alone its small differences only
-    # perturbed FGD's packing (+-0.1-0.4 points on gpushare100), so there FGD's plan stays
-    # unless a joint plan places more (and CP-SAT runs only where FGD drops a pod).
+    # perturbed FGD's packing (gpushare100: 0.15 points better to 0.07 worse per seed), so
+    # there FGD's plan stays unless a joint plan places more (CP-SAT runs only where FGD
+    # drops a pod).
     by_fragmentation = any(p.whole_gpus for p in pods)
     if not by_fragmentation and all(w is not None for w in greedy):
         return greedy
