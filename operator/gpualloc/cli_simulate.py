@@ -119,10 +119,10 @@ def simulate_command(
     the unallocated GPU % at 90, 95, ..., 130% arrival.
 
     Policies: gpualloc plans --batch arrivals at a time with CP-SAT, starting from FGD's
-    own choices and keeping them unless a joint plan places more GPU (or as much with less
-    fragmentation); fgd is Fragmentation
-    Gradient Descent as the paper's experiments ran it (integer node scores, ties to the
-    first node by name); best-fit, first-fit and spread are the simulator's baselines.
+    own choices and keeping them unless a joint plan places more GPU (or, in a batch with a
+    whole-GPU pod, as much with less fragmentation); fgd is Fragmentation Gradient Descent
+    as the paper's experiments ran it (integer node scores, ties to the first node by
+    name); best-fit, first-fit and spread are the simulator's baselines.
     """
     out = simulate(nodes_path, pods_path, arrival, seed, policy, batch, time_limit, not no_progress)
     click.echo(json.dumps(out) if output == "json" else _table(out))

@@ -351,7 +351,7 @@ def test_published_fgd_gives_near_ties_to_the_first_node() -> None:
     assert FGD(workload, integer_score=True).choose(state, share) == DevicePlacement(0, (0,))
 
 
-def test_cpu_only_pods_join_the_target_only_when_asked_and_all_free_gpu_is_their_fragment() -> None:
+def test_cpu_only_pods_join_the_target_when_asked_all_free_gpu_their_fragment() -> None:
     state = DeviceState([gpu_node("n0", gpus=2)])
     pods = [pod("c", 0, cpu=4000), pod("w")]
     assert len(typical_workload(pods, state.models).prob) == 1

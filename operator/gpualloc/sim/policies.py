@@ -4,8 +4,8 @@
 `published_fgd`). `gpualloc` knows the same target workload and places each batch of
 arrivals jointly (`solver/sharing.py`): FGD's own choice one pod at a time is its warm
 start and fallback, and a joint CP-SAT plan replaces it where it places more GPU milli
-(or as much with less fragmentation), so the batch is never worse than FGD's from the
-same state.
+(or, in a batch with a whole-GPU pod, as much with less fragmentation), so the batch never
+places less than FGD's from the same state.
 """
 
 from __future__ import annotations
