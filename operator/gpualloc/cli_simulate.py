@@ -8,7 +8,14 @@ from typing import Any
 import click
 from tqdm import tqdm
 
-from gpualloc.sim.openb import LEVELS, read_nodes, read_pods, replay, sample_arrivals
+from gpualloc.sim.openb import (
+    LEVELS,
+    TraceFormatError,
+    read_nodes,
+    read_pods,
+    replay,
+    sample_arrivals,
+)
 from gpualloc.sim.policies import POLICIES, make_policy
 from gpualloc.solver.devicestate import DeviceState
 from gpualloc.solver.sharing import BatchOptions
@@ -25,8 +32,11 @@ def simulate(
     progress: bool = True,
 ) -> dict[str, Any]:
     """One run of the protocol; the JSON contract of DESIGN.md section 6 plus details."""
-    nodes = read_nodes(nodes_path)
-    pod_list = read_pods(pods_path)
+    try:
+        nodes = read_nodes(nodes_path)
+        pod_list = read_pods(pods_path)
+    except TraceFormatError as err:
+        raise click.UsageError(str(err)) from err
     if not nodes:
         raise click.UsageError(f"{nodes_path}: no GPU nodes")
     if not pod_list:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ from gpualloc.cli import main
 from gpualloc.model.devices import DevicePlacement, GpuNode, PodRequest
 from gpualloc.sim.openb import (
     BatchPlannerBase,
+    TraceFormatError,
     crossings,
     read_nodes,
     read_pods,
@@ -148,6 +150,28 @@ def test_csv_readers_keep_gpu_nodes_and_parse_specs(tmp_path: Path) -> None:
     p0, p1, p2 = read_pods(pods)
     assert (p0.is_share, p0.gpu_spec, p0.gpu_request_milli) == (True, ("T4", "G2"), 460)
     assert (p1.gpu_request_milli, p2.gpu_request_milli, p2.whole_gpus) == (0, 2000, 2)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("name,cpu_milli,memory_mib,gpu_milli\np,1,1,500\n", "missing column(s) num_gpu"),
+        ("name,cpu_milli,memory_mib,num_gpu,gpu_milli\np,abc,1,1,500\n", ":2: cpu_milli must"),
+        ("name,cpu_milli,memory_mib,num_gpu,gpu_milli\np,1,1,-1,500\n", ":2: num_gpu must"),
+        ("name,cpu_milli,memory_mib,num_gpu,gpu_milli\np,1,1,2,500\n", ":2: pod p: a share"),
+    ],
+)
+def test_a_malformed_pod_list_is_refused_naming_line_and_column(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    pods = tmp_path / "pods.csv"
+    pods.write_text(text)
+    with pytest.raises(TraceFormatError, match=re.escape(message)):
+        read_pods(pods)
+    nodes = tmp_path / "nodes.csv"
+    nodes.write_text("sn,cpu_milli,memory_mib,gpu,model\nn0,64000,1000,8,T4\n")
+    result = CliRunner().invoke(main, ["simulate", "--nodes", str(nodes), "--pods", str(pods)])
+    assert result.exit_code == 2 and message in result.output
 
 
 # -- device-level packing ------------------------------------------------------------

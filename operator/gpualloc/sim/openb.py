@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -36,43 +36,53 @@ class BatchPlanner(Protocol):
     ) -> list[DevicePlacement | None]: ...
 
 
+class TraceFormatError(ValueError):
+    """A node or pod list that does not follow the openb CSV format; names file, line, column."""
+
+
+def _rows(path: str | Path, required: Sequence[str]) -> Iterator[tuple[str, dict[str, str]]]:
+    """The CSV's rows with where each is (`file:line`), once its header has `required`."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in required if c not in (reader.fieldnames or [])]
+        if missing:
+            raise TraceFormatError(f"{path}: missing column(s) {', '.join(missing)}")
+        for row in reader:
+            yield f"{path}:{reader.line_num}", row
+
+
+def _count(row: dict[str, str], column: str, where: str) -> int:
+    """A non-negative whole number from the row."""
+    value = (row.get(column) or "").strip()
+    if not value.isdigit():
+        raise TraceFormatError(f"{where}: {column} must be a whole number >= 0, got {value!r}")
+    return int(value)
+
+
 def read_nodes(path: str | Path) -> list[GpuNode]:
     """GPU nodes of an openb node list (`sn,cpu_milli,memory_mib,gpu,model`), by name."""
     nodes = []
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            gpus = int(row["gpu"])
-            if gpus > 0:
-                nodes.append(
-                    GpuNode(
-                        row["sn"],
-                        row["model"],
-                        gpus,
-                        int(row["cpu_milli"]),
-                        int(row["memory_mib"]),
-                    )
-                )
+    for where, row in _rows(path, ("sn", "cpu_milli", "memory_mib", "gpu", "model")):
+        gpus = _count(row, "gpu", where)
+        if gpus > 0:
+            cpu, memory = _count(row, "cpu_milli", where), _count(row, "memory_mib", where)
+            nodes.append(GpuNode(row["sn"], row["model"], gpus, cpu, memory))
     return sorted(nodes, key=lambda n: n.name)
 
 
 def read_pods(path: str | Path) -> list[PodRequest]:
     """An openb pod list; `gpu_spec` (absent in some lists) is `|`-separated models."""
     pods = []
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            spec = tuple(s for s in (row.get("gpu_spec") or "").split("|") if s)
-            num = int(row["num_gpu"])
-            milli = int(row["gpu_milli"]) if num else 0
-            pods.append(
-                PodRequest(
-                    row["name"],
-                    int(row["cpu_milli"]),
-                    int(row["memory_mib"]),
-                    num,
-                    milli,
-                    spec,
-                )
-            )
+    columns = ("name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli")
+    for where, row in _rows(path, columns):
+        spec = tuple(s for s in (row.get("gpu_spec") or "").split("|") if s)
+        num = _count(row, "num_gpu", where)
+        milli = _count(row, "gpu_milli", where) if num else 0
+        cpu, memory = _count(row, "cpu_milli", where), _count(row, "memory_mib", where)
+        try:
+            pods.append(PodRequest(row["name"], cpu, memory, num, milli, spec))
+        except ValueError as err:  # PodRequest's own range checks, with the place added
+            raise TraceFormatError(f"{where}: {err}") from err
     return pods
 
 
