@@ -17,8 +17,8 @@ from gpualloc.sim.openb import (
     sample_arrivals,
 )
 from gpualloc.sim.policies import POLICIES, make_policy
-from gpualloc.solver.devicestate import DeviceState
-from gpualloc.solver.sharing import BatchOptions
+from gpualloc.solver.devices.devicestate import DeviceState
+from gpualloc.solver.devices.sharing import BatchOptions
 
 
 def simulate(

@@ -28,11 +28,17 @@ from gpualloc.sim.openb import (
 )
 from gpualloc.sim.philly import Gang, cluster_of, gang_of, place_gpualloc, place_per_pod, score
 from gpualloc.sim.policies import GpuallocBatch, make_policy
-from gpualloc.solver.bound import allocation_upper_bound
-from gpualloc.solver.device_policies import FGD, BestFit, FirstFit, Spread, published_fgd_score
-from gpualloc.solver.devicestate import DeviceState
-from gpualloc.solver.fragmentation import Workload, node_fragmentation, typical_workload
-from gpualloc.solver.sharing import BatchOptions, plan_batch
+from gpualloc.solver.devices.bound import allocation_upper_bound
+from gpualloc.solver.devices.device_policies import (
+    FGD,
+    BestFit,
+    FirstFit,
+    Spread,
+    published_fgd_score,
+)
+from gpualloc.solver.devices.devicestate import DeviceState
+from gpualloc.solver.devices.fragmentation import Workload, node_fragmentation, typical_workload
+from gpualloc.solver.devices.sharing import BatchOptions, plan_batch
 
 
 def gpu_node(name: str, gpus: int = 8, model: str = "A", cpu: int = 64_000) -> GpuNode:

@@ -3,7 +3,7 @@
 Usage: python -m gpualloc.sim.bench_sim [--seeds 42,43,44] [--batch 8] [--jobs 2] [--out DIR]
        [--lists default,...] [--policies gpualloc,fgd,...]
 Runs every (pod list, policy, seed) through the same code as `gpualloc simulate`, in
-parallel processes, adds the proven floor (`solver/bound.py`) and the published FGD
+parallel processes, adds the proven floor (`solver/devices/bound.py`) and the published FGD
 results, and draws unallocated GPU % vs arrival (like Figure 9a of the FGD paper).
 """
 
@@ -22,8 +22,8 @@ from typing import Any
 from gpualloc.cli_simulate import simulate
 from gpualloc.sim.openb import LEVELS, crossings, read_nodes, read_pods, sample_arrivals
 from gpualloc.sim.philly import run_philly
-from gpualloc.solver.bound import allocation_upper_bound
-from gpualloc.solver.devicestate import DeviceState
+from gpualloc.solver.devices.bound import allocation_upper_bound
+from gpualloc.solver.devices.devicestate import DeviceState
 
 DATA = Path("../shared/data")
 NODES = DATA / "openb" / "openb_node_list_gpu_node.csv"

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Protocol
 
 from gpualloc.model.devices import MILLI, DevicePlacement, GpuNode, PodRequest
-from gpualloc.solver.device_policies import DevicePolicy
-from gpualloc.solver.devicestate import DeviceState
+from gpualloc.solver.devices.device_policies import DevicePolicy
+from gpualloc.solver.devices.devicestate import DeviceState
 
 LEVELS = tuple(range(90, 131, 5))
 

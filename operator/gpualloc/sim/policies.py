@@ -2,7 +2,7 @@
 
 `fgd` is Fragmentation Gradient Descent as the paper's experiments ran it (see
 `published_fgd`). `gpualloc` knows the same target workload and places each batch of
-arrivals jointly (`solver/sharing.py`): FGD's own choice one pod at a time is its warm
+arrivals jointly (`solver/devices/sharing.py`): FGD's own choice one pod at a time is its warm
 start and fallback, and a joint CP-SAT plan replaces it where it places more GPU milli
 (or, in a batch with a whole-GPU pod, as much with less fragmentation), so the batch never
 places less than FGD's from the same state.
@@ -14,16 +14,16 @@ from collections.abc import Sequence
 
 from gpualloc.model.devices import DevicePlacement, PodRequest
 from gpualloc.sim.openb import BatchPlannerBase
-from gpualloc.solver.device_policies import FGD, BestFit, DevicePolicy, FirstFit, Spread
-from gpualloc.solver.devicestate import DeviceState
-from gpualloc.solver.fragmentation import Workload, typical_workload
-from gpualloc.solver.sharing import BatchOptions, plan_batch
+from gpualloc.solver.devices.device_policies import FGD, BestFit, DevicePolicy, FirstFit, Spread
+from gpualloc.solver.devices.devicestate import DeviceState
+from gpualloc.solver.devices.fragmentation import Workload, typical_workload
+from gpualloc.solver.devices.sharing import BatchOptions, plan_batch
 
 POLICIES = ("gpualloc", "fgd", "best-fit", "first-fit", "spread")
 
 
 class GpuallocBatch(BatchPlannerBase):
-    """Joint CP-SAT placement of each batch (`solver/sharing.py`)."""
+    """Joint CP-SAT placement of each batch (`solver/devices/sharing.py`)."""
 
     def __init__(self, workload: Workload, options: BatchOptions) -> None:
         self.workload = workload

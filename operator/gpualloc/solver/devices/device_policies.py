@@ -17,8 +17,8 @@ from typing import Protocol
 import numpy as np
 
 from gpualloc.model.devices import MILLI, DevicePlacement, PodRequest
-from gpualloc.solver.devicestate import DeviceState, FloatArray, IntArray
-from gpualloc.solver.fragmentation import Workload, node_fragmentation
+from gpualloc.solver.devices.devicestate import DeviceState, FloatArray, IntArray
+from gpualloc.solver.devices.fragmentation import Workload, node_fragmentation
 
 
 class DevicePolicy(Protocol):

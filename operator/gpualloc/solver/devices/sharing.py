@@ -31,9 +31,9 @@ import numpy as np
 from ortools.sat.python import cp_model
 
 from gpualloc.model.devices import MILLI, DevicePlacement, PodRequest
-from gpualloc.solver.device_policies import FGD, BestFit, fragmentation_delta
-from gpualloc.solver.devicestate import DeviceState
-from gpualloc.solver.fragmentation import Workload, node_fragmentation
+from gpualloc.solver.devices.device_policies import FGD, BestFit, fragmentation_delta
+from gpualloc.solver.devices.devicestate import DeviceState
+from gpualloc.solver.devices.fragmentation import Workload, node_fragmentation
 from gpualloc.solver.lexicographic import Objective, solve_lexicographic
 
 
