@@ -19,6 +19,9 @@ from kubernetes.client.exceptions import ApiException
 from gpualloc.k8s.convert import GROUP
 
 VERSION = "v1alpha1"
+# (connect, read) seconds for every request but watches: a stalled apiserver connection fails
+# the call, and the loop retries, instead of hanging the round.
+REQUEST_TIMEOUT = (5.0, 30.0)
 PLURALS = {"LLMTrainingJob": "llmtrainingjobs", "LLMInferenceJob": "llminferencejobs"}
 Obj = dict[str, Any]
 
@@ -43,8 +46,18 @@ def now() -> str:
 class Kube:
     """Thin typed wrapper over the client: list, create, patch, delete, events, leases."""
 
-    def __init__(self, api_client: client.ApiClient | None = None, threads: int = 48) -> None:
+    def __init__(
+        self,
+        api_client: client.ApiClient | None = None,
+        threads: int = 48,
+        user_agent: str | None = None,
+        timeout: tuple[float, float] = REQUEST_TIMEOUT,
+    ) -> None:
         conn = api_client or client.ApiClient()
+        if user_agent:  # tells this replica's requests apart in the apiserver's audit log
+            conn.user_agent = user_agent
+        # every call has a deadline: a hung connection must not stall the planning loop
+        self.timeout = timeout
         # A burst is hundreds of small writes, each waiting on the apiserver rather than on
         # CPU: 48 in flight gave 385 pod creates/s here, 16 gave 150 (hack/bench_operator.py).
         # One connection per worker thread.
@@ -65,7 +78,11 @@ class Kube:
         headers = {"Content-Type": content_type, "Accept": "application/json"}
         api.update_params_for_auth(headers, [], ["BearerToken"], path, method, body)
         resp = api.rest_client.request(
-            method, api.configuration.host + path, headers=headers, body=body
+            method,
+            api.configuration.host + path,
+            headers=headers,
+            body=body,
+            _request_timeout=self.timeout,
         )
         if resp.status >= 400 and resp.status not in (404, 409):
             raise ApiException(http_resp=resp)
@@ -88,7 +105,9 @@ class Kube:
         return items, str(listing["metadata"]["resourceVersion"])
 
     def list_nodes(self) -> list[Obj]:
-        return self._items(self.core.list_node(_preload_content=False), "Node")
+        return self._items(
+            self.core.list_node(_preload_content=False, _request_timeout=self.timeout), "Node"
+        )
 
     def list_pods(self) -> list[Obj]:
         """Every pod in the cluster: unmanaged pods also use GPUs."""
@@ -96,7 +115,12 @@ class Kube:
 
     def list_pods_versioned(self) -> tuple[list[Obj], str]:
         """Every pod, and the list's resourceVersion (where a watch picks up)."""
-        return self._listing(self.core.list_pod_for_all_namespaces(_preload_content=False), "Pod")
+        return self._listing(
+            self.core.list_pod_for_all_namespaces(
+                _preload_content=False, _request_timeout=self.timeout
+            ),
+            "Pod",
+        )
 
     def watch_pods(self, resource_version: str, timeout_seconds: int) -> Iterator[Obj]:
         """Raw watch events ({"type", "object"}) of every pod after `resource_version`, until
@@ -125,7 +149,7 @@ class Kube:
         jobs: list[Obj] = []
         for kind, plural in PLURALS.items():
             resp = self.custom.list_cluster_custom_object(
-                GROUP, VERSION, plural, _preload_content=False
+                GROUP, VERSION, plural, _preload_content=False, _request_timeout=self.timeout
             )
             jobs.extend(self._items(resp, kind))
         return jobs
@@ -133,7 +157,12 @@ class Kube:
     def get_policy(self, name: str = "default") -> Obj | None:
         try:
             resp = self.custom.get_cluster_custom_object(
-                GROUP, VERSION, "allocationpolicies", name, _preload_content=False
+                GROUP,
+                VERSION,
+                "allocationpolicies",
+                name,
+                _preload_content=False,
+                _request_timeout=self.timeout,
             )
         except ApiException as err:
             if err.status == 404:
@@ -164,7 +193,11 @@ class Kube:
     def delete_pod(self, namespace: str, name: str, grace_seconds: int | None = None) -> None:
         try:
             self.core.delete_namespaced_pod(
-                name, namespace, grace_period_seconds=grace_seconds, _preload_content=False
+                name,
+                namespace,
+                grace_period_seconds=grace_seconds,
+                _preload_content=False,
+                _request_timeout=self.timeout,
             )
         except ApiException as err:
             if err.status != 404:
@@ -182,7 +215,12 @@ class Kube:
     def patch_policy_status(self, name: str, status: Obj) -> None:
         try:
             self.custom.patch_cluster_custom_object_status(
-                GROUP, VERSION, "allocationpolicies", name, {"status": status}
+                GROUP,
+                VERSION,
+                "allocationpolicies",
+                name,
+                {"status": status},
+                _request_timeout=self.timeout,
             )
         except ApiException as err:
             if err.status != 404:
@@ -222,7 +260,9 @@ class Kube:
     # -- leases (leader election)
     def read_lease(self, namespace: str, name: str) -> Obj | None:
         try:
-            resp = self.coordination.read_namespaced_lease(name, namespace, _preload_content=False)
+            resp = self.coordination.read_namespaced_lease(
+                name, namespace, _preload_content=False, _request_timeout=self.timeout
+            )
         except ApiException as err:
             if err.status == 404:
                 return None
@@ -232,7 +272,9 @@ class Kube:
 
     def create_lease(self, namespace: str, lease: Obj) -> bool:
         try:
-            self.coordination.create_namespaced_lease(namespace, lease)
+            self.coordination.create_namespaced_lease(
+                namespace, lease, _request_timeout=self.timeout
+            )
         except ApiException as err:
             if err.status == 409:
                 return False
@@ -242,7 +284,9 @@ class Kube:
     def replace_lease(self, namespace: str, name: str, lease: Obj) -> bool:
         """Optimistic: False when someone else changed it first (resourceVersion)."""
         try:
-            self.coordination.replace_namespaced_lease(name, namespace, lease)
+            self.coordination.replace_namespaced_lease(
+                name, namespace, lease, _request_timeout=self.timeout
+            )
         except ApiException as err:
             if err.status == 409:
                 return False
