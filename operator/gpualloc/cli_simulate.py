@@ -6,75 +6,11 @@ import json
 from typing import Any
 
 import click
-from tqdm import tqdm
 
-from gpualloc.sim.openb import (
-    LEVELS,
-    TraceFormatError,
-    read_nodes,
-    read_pods,
-    replay,
-    sample_arrivals,
-)
-from gpualloc.sim.policies import POLICIES, make_policy
-from gpualloc.solver.devices.devicestate import DeviceState
+from gpualloc.sim.openb import TraceFormatError
+from gpualloc.sim.policies import POLICIES
+from gpualloc.sim.run import simulate
 from gpualloc.solver.devices.sharing import BatchOptions
-
-
-def simulate(
-    nodes_path: str,
-    pods_path: str,
-    arrival: float,
-    seed: int,
-    policy: str,
-    batch: int,
-    time_limit: float = BatchOptions.time_limit_seconds,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """One run of the protocol; the JSON contract of DESIGN.md section 6 plus details."""
-    try:
-        nodes = read_nodes(nodes_path)
-        pod_list = read_pods(pods_path)
-    except TraceFormatError as err:
-        raise click.UsageError(str(err)) from err
-    if not nodes:
-        raise click.UsageError(f"{nodes_path}: no GPU nodes")
-    if not pod_list:
-        raise click.UsageError(f"{pods_path}: no pods")
-    state = DeviceState(nodes)
-    arrivals = sample_arrivals(pod_list, state.total_gpu_milli, arrival, seed)
-    placer = make_policy(policy, pod_list, state, BatchOptions(time_limit_seconds=time_limit))
-    levels = [lv for lv in LEVELS if lv <= round(arrival * 100)]
-    with tqdm(
-        total=len(arrivals), desc=f"{policy} seed {seed}", unit="pod", disable=not progress
-    ) as bar:
-
-        def advance(count: int) -> None:
-            bar.update(count)
-
-        result = replay(
-            nodes,
-            arrivals,
-            placer,
-            batch=batch if policy == "gpualloc" else 1,
-            levels=levels,
-            progress=advance,
-        )
-    failed_gpu = [p for p in result.failed if p.gpu_request_milli]
-    return {
-        "policy": policy,
-        "seed": seed,
-        "unallocated_gpu_pct": result.unallocated_gpu_pct,
-        "seconds": round(result.seconds, 2),
-        "batch": batch if policy == "gpualloc" else 1,
-        "arrival": arrival,
-        "pods": result.pods,
-        "nodes": len(nodes),
-        "gpus": result.capacity_milli // 1000,
-        "failed_pods": len(result.failed),
-        "failed_gpu_pods": len(failed_gpu),
-        "failed_cpu_only_pods": len(result.failed) - len(failed_gpu),
-    }
 
 
 def _table(out: dict[str, Any]) -> str:
@@ -134,5 +70,10 @@ def simulate_command(
     as the paper's experiments ran it (integer node scores, ties to the first node by
     name); best-fit, first-fit and spread are the simulator's baselines.
     """
-    out = simulate(nodes_path, pods_path, arrival, seed, policy, batch, time_limit, not no_progress)
+    try:
+        out = simulate(
+            nodes_path, pods_path, arrival, seed, policy, batch, time_limit, not no_progress
+        )
+    except TraceFormatError as err:
+        raise click.UsageError(str(err)) from err
     click.echo(json.dumps(out) if output == "json" else _table(out))

@@ -19,9 +19,9 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from gpualloc.cli_simulate import simulate
 from gpualloc.sim.openb import LEVELS, crossings, read_nodes, read_pods, sample_arrivals
 from gpualloc.sim.philly import run_philly
+from gpualloc.sim.run import simulate
 from gpualloc.solver.devices.bound import allocation_upper_bound
 from gpualloc.solver.devices.devicestate import DeviceState
 
