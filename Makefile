@@ -25,12 +25,14 @@ deps:
 	hack/build-binaries.sh
 	hack/install-prometheus.sh
 
-# every hack/ script is linted; the observability ones are strictly typed too (typecheck)
+# every hack/ script is linted; the observability ones are strictly typed too (typecheck);
+# lint-imports checks the import layers of DESIGN.md section 2 (pyproject [tool.importlinter])
 HACK_PY := hack
 
 lint: setup
 	$(BIN)/ruff check operator tests $(HACK_PY)
 	$(BIN)/ruff format --check operator tests $(HACK_PY)
+	$(BIN)/lint-imports --no-cache --no-logo
 
 typecheck: setup
 	$(BIN)/mypy
