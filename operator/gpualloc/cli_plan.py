@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from gpualloc.k8s.convert import SpecError, policy_from_k8s
+from gpualloc.k8s.convert import SizingWait, SpecError, policy_from_k8s
 from gpualloc.k8s.files import InputError, load_objects
 from gpualloc.k8s.snapshot import JOB_KINDS, build_snapshot
 from gpualloc.model import Plan, Snapshot
@@ -50,7 +50,7 @@ def load_inputs(
         pol = policy_from_k8s(chosen)
         current = jobs
         snap = build_snapshot(node_objs, pod_objs, job_objs)
-    except SpecError as err:
+    except (SpecError, SizingWait) as err:
         raise InputError(f"{current}: {err}") from None
     return snap, pol
 

@@ -13,6 +13,8 @@ from gpualloc.model import JobKind
 
 Obj = dict[str, Any]
 MASTER_PORT = 29500
+# when gpualloc pinned and ungated a pod: one still unbound long after is re-planned
+PLACED_AT = "gpualloc.io/placed-at"
 DEFAULT_IMAGE = "registry.k8s.io/pause:3.10"
 
 
@@ -106,7 +108,7 @@ def build_service(job: Obj) -> Obj:
     }
 
 
-def placement_patch(pod: Obj, node: str) -> list[Obj]:
+def placement_patch(pod: Obj, node: str, stamp: str = "") -> list[Obj]:
     """JSON patch pinning a gated pod to `node` and removing gpualloc's gate, in one request.
 
     Kubernetes lets a gated pod's required node affinity be narrowed only: set it when
@@ -134,14 +136,17 @@ def placement_patch(pod: Obj, node: str) -> list[Obj]:
             )
     gates = [g for g in spec.get("schedulingGates") or [] if g.get("name") != GATE]
     ops.append({"op": "replace", "path": "/spec/schedulingGates", "value": gates})
+    if stamp:
+        annotations = {**((pod.get("metadata") or {}).get("annotations") or {}), PLACED_AT: stamp}
+        ops.append({"op": "add", "path": "/metadata/annotations", "value": annotations})
     return ops
 
 
-def pinned(pod: Obj, node: str) -> Obj:
+def pinned(pod: Obj, node: str, stamp: str = "") -> Obj:
     """`pod` as it is after `placement_patch`: for pods created when the plan already places
     them (one request instead of a create and a patch)."""
     out = copy.deepcopy(pod)
-    for op in placement_patch(pod, node):
+    for op in placement_patch(pod, node, stamp):
         parts = op["path"].strip("/").split("/")
         target: Any = out
         for part in parts[:-1]:

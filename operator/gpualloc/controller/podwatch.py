@@ -2,29 +2,42 @@
 
 Pods change by the thousand in a burst (created, bound, marked running). Kopf's per-event
 machinery (an object worker, loggers, cause detection) cost more of the operator's CPU than
-creating the pods did, on a machine where the apiserver needs that CPU, so pods are watched
-by this plain stream instead: parse each event and poke the loop only when the pod's
-fingerprint changed. Like the Kopf handlers it only wakes the loop; rounds read afresh.
+creating the pods did, so pods are watched by a plain informer (k8s/informer.py) instead,
+which pokes the loop only when the pod's fingerprint changed.
 (hack/bench_operator.py times bindings with the same watch.)
 """
 
 from __future__ import annotations
 
-import logging
-import threading
-from collections.abc import Callable
 from typing import Any
 
-from gpualloc.k8s.client import Kube, WatchExpired
+from gpualloc.k8s.client import Kube
+from gpualloc.k8s.convert import GPU_RESOURCE, JOB_LABEL
+from gpualloc.k8s.informer import Informer, Notify, Resource
 
-log = logging.getLogger("gpualloc.podwatch")
 Obj = dict[str, Any]
-Notify = Callable[[str, Obj], object]  # (event type, pod), called on the watch's thread
+PODS = Resource("/api/v1/pods", "Pod")
+_KEPT_ENV = {"WORLD_SIZE"}
 
 
 def pod_key(pod: Obj) -> str:
     meta = pod.get("metadata") or {}
     return f"pod/{meta.get('namespace')}/{meta.get('name')}"
+
+
+def matters(pod: Obj) -> bool:
+    """gpualloc's pods and pods asking for GPUs change the plan; a web server's pod on a CPU
+    node does not, and must not wake the loop."""
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    if JOB_LABEL in labels:
+        return True
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        resources = container.get("resources") or {}
+        if GPU_RESOURCE in (resources.get("requests") or {}) or GPU_RESOURCE in (
+            resources.get("limits") or {}
+        ):
+            return True
+    return False
 
 
 def pod_fingerprint(event_type: str | None, pod: Obj) -> Any:
@@ -41,41 +54,52 @@ def pod_fingerprint(event_type: str | None, pod: Obj) -> Any:
     )
 
 
-class PodWatch:
-    """Runs in a thread: LIST, then WATCH from its version; LIST again when the version
-    expired or the stream failed."""
+def slim_pod(pod: Obj) -> Obj:
+    """What the planner and the status read of a pod: the store holds thousands of them."""
+    meta = pod.get("metadata") or {}
+    spec = pod.get("spec") or {}
 
-    def __init__(self, kube: Kube, notify: Notify, timeout_seconds: int = 60) -> None:
-        self.kube = kube
-        self.notify = notify
-        self.timeout_seconds = timeout_seconds
-        self.stop = threading.Event()
-        self.listed = threading.Event()  # the first LIST is in: no later change is missed
+    def container(c: Obj) -> Obj:
+        env = [e for e in c.get("env") or [] if e.get("name") in _KEPT_ENV]
+        return {"name": c.get("name"), "resources": c.get("resources") or {}, "env": env}
 
-    def start(self) -> threading.Thread:
-        thread = threading.Thread(target=self.run, name="pod-watch", daemon=True)
-        thread.start()
-        return thread
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            k: meta[k]
+            for k in (
+                "name",
+                "namespace",
+                "uid",
+                "labels",
+                "ownerReferences",
+                "deletionTimestamp",
+                "resourceVersion",
+                "creationTimestamp",
+            )
+            if k in meta
+        }
+        | {
+            "annotations": {
+                k: v
+                for k, v in (meta.get("annotations") or {}).items()
+                if k.startswith("gpualloc.io/")
+            }
+        },
+        "spec": {k: spec[k] for k in ("nodeName", "schedulingGates", "affinity") if k in spec}
+        | {
+            "containers": [container(c) for c in spec.get("containers") or []],
+            "initContainers": [container(c) for c in spec.get("initContainers") or []],
+        },
+        "status": {"phase": (pod.get("status") or {}).get("phase")},
+    }
 
-    def run(self) -> None:
-        version: str | None = None
-        while not self.stop.is_set():
-            try:
-                if version is None:
-                    pods, version = self.kube.list_pods_versioned()
-                    for pod in pods:
-                        self.notify("ADDED", pod)
-                    self.listed.set()
-                for event in self.kube.watch_pods(version, self.timeout_seconds):
-                    if self.stop.is_set():
-                        return
-                    pod = event["object"]
-                    version = pod["metadata"]["resourceVersion"]
-                    if event["type"] != "BOOKMARK":
-                        self.notify(event["type"], pod)
-            except WatchExpired:
-                version = None
-            except Exception as err:  # apiserver restarting, connection dropped: list again
-                log.warning("pod watch failed (%s); listing again in 1s", err)
-                version = None
-                self.stop.wait(1)
+
+class PodWatch(Informer):
+    """Every pod in the cluster (unmanaged pods use GPUs too), slimmed."""
+
+    def __init__(
+        self, kube: Kube, notify: Notify, timeout_seconds: int = 60, slim: bool = True
+    ) -> None:
+        super().__init__(kube, PODS, notify, timeout_seconds, slim=slim_pod if slim else None)

@@ -22,7 +22,13 @@ from typing import Any
 from gpualloc.controller.reconcile import Reconciler
 from gpualloc.k8s.client import Kube, now
 from gpualloc.metrics import exported as metrics
-from gpualloc.metrics.prometheus import UNREACHABLE, PrometheusClient, PrometheusError, Sample
+from gpualloc.metrics.prometheus import (
+    BAD_RESPONSE,
+    UNREACHABLE,
+    PrometheusClient,
+    PrometheusError,
+    Sample,
+)
 
 log = logging.getLogger("gpualloc.prometheus")
 Obj = dict[str, Any]
@@ -52,9 +58,18 @@ def unhealthy_by_node(
     return {node: len(ids) for node, ids in sorted(gpus.items())}
 
 
+# no answer from Prometheus may ask for more replicas than this (the policy's per-job cap
+# applies on top); a huge or infinite demand is a broken exporter, not traffic
+MAX_AUTOSCALED = 10_000
+
+
 def desired_replicas(demand: float, target: float, lo: int, hi: int | None) -> int:
-    """ceil(demand / target), clamped to lo..hi."""
+    """ceil(demand / target), clamped to lo..hi. Raises ValueError for a demand that is not
+    a finite number (NaN, +Inf): that job keeps its last decision."""
+    if not math.isfinite(demand):
+        raise ValueError(f"demand is {demand}")
     want = math.ceil(max(0.0, demand) / target - 1e-9) if target > 0 else lo
+    want = min(want, MAX_AUTOSCALED)
     if hi is not None:
         want = min(want, hi)
     return max(lo, want)
@@ -75,7 +90,14 @@ def autoscaled(jobs: Iterable[Obj]) -> list[tuple[str, str, float, int, int | No
         meta = job["metadata"]
         key = f"{meta.get('namespace', 'default')}/{meta['name']}"
         hi = spec.get("maxReplicas")
-        out.append((key, str(query), float(target), int(spec.get("minReplicas", 1)), hi))
+        try:  # one malformed job is left out, not the others
+            target_value, lo = float(target), int(spec.get("minReplicas", 1))
+            hi = None if hi is None else int(hi)
+        except (TypeError, ValueError):
+            continue
+        if not math.isfinite(target_value) or target_value <= 0:
+            continue
+        out.append((key, str(query)[:4096], target_value, lo, hi))
     return out
 
 
@@ -173,8 +195,14 @@ class PrometheusInput:
                 continue
             if samples:  # no series yet (no traffic ever seen): no decision, keep spec.replicas
                 demand = sum(s.value for s in samples)
+                try:
+                    reading.desired[key] = desired_replicas(demand, target, lo, hi)
+                except ValueError as err:
+                    reading.errors.append(
+                        PrometheusError(BAD_RESPONSE, f"autoscaling of {key}: {err}; ignored")
+                    )
+                    continue
                 reading.demand[key] = demand
-                reading.desired[key] = desired_replicas(demand, target, lo, hi)
         return reading
 
     def apply(self, reading: Reading) -> None:

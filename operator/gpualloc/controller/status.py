@@ -20,7 +20,13 @@ class Outcome:
     unscheduled: str | None = None  # the planner's reason
     evicted: str | None = None  # eviction reason
     lost: bool = False  # pods were lost (node gone) and are being re-placed
-    invalid: str | None = None  # the spec could not be used
+    invalid: str | None = None  # the spec could not be used (or is not allowed)
+    conflict: str | None = None  # a pod of its name exists that is not the job's
+    restarts: int | None = None  # the gang is restarted after a worker failed (the count)
+    gang_failed: bool = False  # a worker failed and no restart is left
+    finished: bool = False  # ended earlier (Succeeded/Failed): the status stays
+    write_error: str | None = None  # the last write for this job failed (backing off)
+    events: tuple[tuple[str, str, str], ...] = ()  # more Events: (type, reason, message)
 
 
 @dataclass(frozen=True)
@@ -81,9 +87,18 @@ def job_report(job: Obj, pods: list[Obj], outcome: Outcome, desired: int, stamp:
     running = sum(1 for ph in phases if ph == "Running")
 
     message = ""
+    if outcome.finished:
+        return Report(dict(old), list(outcome.events))
     if outcome.invalid:
         phase, message = "Failed", outcome.invalid
-    elif training and "Failed" in phases:
+    elif outcome.conflict:
+        phase, message = "Pending", outcome.conflict
+    elif outcome.restarts is not None:
+        phase, message = (
+            "Pending",
+            f"restarting the gang after a worker failed ({outcome.restarts})",
+        )
+    elif training and ("Failed" in phases or outcome.gang_failed):
         phase, message = "Failed", "a worker failed"
     elif training and phases and len(phases) >= desired and all(p == "Succeeded" for p in phases):
         phase, message = "Succeeded", "all workers succeeded"
@@ -104,8 +119,10 @@ def job_report(job: Obj, pods: list[Obj], outcome: Outcome, desired: int, stamp:
         phase, message = "Pending", "scaled to 0 replicas"
     else:
         phase, message = "Pending", "waiting for the next planning round"
-    if phase in ("Succeeded", "Failed"):
+    if phase in ("Succeeded", "Failed") or outcome.conflict or outcome.restarts is not None:
         allocation = {}
+    if outcome.write_error and phase not in ("Succeeded", "Failed"):
+        message = f"{message}; the last API write failed, retrying: {outcome.write_error}"
 
     nodes = sorted({node for node, _ in allocation.values()})
     previous = old.get("conditions") or []
@@ -122,6 +139,11 @@ def job_report(job: Obj, pods: list[Obj], outcome: Outcome, desired: int, stamp:
             {"replica": r, "node": n, "gpus": g} for r, (n, g) in sorted(allocation.items())
         ],
         "conditions": [
+            *(
+                [_condition("Invalid", True, "Refused", message, previous, generation, stamp)]
+                if outcome.invalid
+                else []
+            ),
             _condition(
                 "Allocated",
                 bool(allocation),
@@ -143,7 +165,12 @@ def job_report(job: Obj, pods: list[Obj], outcome: Outcome, desired: int, stamp:
         ],
     }
 
-    events: list[tuple[str, str, str]] = []
+    restarts = outcome.restarts if outcome.restarts is not None else old.get("restarts")
+    if restarts:
+        status["restarts"] = restarts
+    events: list[tuple[str, str, str]] = list(outcome.events)
+    if outcome.conflict and old.get("message") != message:
+        events.append(("Warning", "Conflict", message))
     where = ", ".join(nodes)
     if phase in ("Allocated", "Running") and old_phase not in ("Allocated", "Running"):
         again = bool(old.get("allocation")) or old_phase == "Preempted" or outcome.lost

@@ -26,6 +26,16 @@ PLURALS = {"LLMTrainingJob": "llmtrainingjobs", "LLMInferenceJob": "llminference
 Obj = dict[str, Any]
 
 
+class _Loaded:
+    """An unread urllib3 response as ApiException wants it (status, reason, data)."""
+
+    def __init__(self, resp: Any) -> None:
+        self.status, self.reason, self.data = resp.status, resp.reason, resp.data
+
+    def getheaders(self) -> Any:
+        return {}
+
+
 class WatchExpired(Exception):
     """The watch's resourceVersion is gone from the apiserver's window: list again."""
 
@@ -68,25 +78,45 @@ class Kube:
         self.coordination: Any = client.CoordinationV1Api(conn)
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kube")
 
-    # -- the fast path for writes: many small requests per round, so skip the generated
-    # client's argument validation and model (de)serialization and send JSON directly.
-    def _send(
-        self, method: str, path: str, body: Any, content_type: str = "application/json"
-    ) -> int:
-        """Returns the HTTP status; raises ApiException for errors other than 404/409."""
+    # -- the fast path: many small requests per round, so skip the generated client's
+    # argument validation and model (de)serialization and send JSON directly.
+    def _request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        content_type: str = "application/json",
+        query: list[tuple[str, str]] | None = None,
+        timeout: tuple[float, float] | None = None,
+    ) -> Any:
         api = self.core.api_client
         headers = {"Content-Type": content_type, "Accept": "application/json"}
         api.update_params_for_auth(headers, [], ["BearerToken"], path, method, body)
-        resp = api.rest_client.request(
+        return api.rest_client.request(
             method,
             api.configuration.host + path,
+            query_params=query or [],
             headers=headers,
             body=body,
-            _request_timeout=self.timeout,
+            _preload_content=False,
+            _request_timeout=timeout or self.timeout,
         )
-        if resp.status >= 400 and resp.status not in (404, 409):
-            raise ApiException(http_resp=resp)
-        return int(resp.status)
+
+    def _send(
+        self, method: str, path: str, body: Any, content_type: str = "application/json"
+    ) -> tuple[int, str | None]:
+        """The HTTP status and the written object's resourceVersion (None when there is no
+        object: 404/409). Raises ApiException for other errors."""
+        resp = self._request(method, path, body, content_type)
+        status = int(resp.status)
+        if status >= 400 and status not in (404, 409):
+            raise ApiException(http_resp=_Loaded(resp))
+        data = resp.data
+        if status >= 400 or not data:
+            return status, None
+        written = json.loads(data)
+        version = (written.get("metadata") or {}).get("resourceVersion")
+        return status, str(version) if version else None
 
     # -- reads (raw JSON: much faster than building client models for thousands of pods)
     @staticmethod
@@ -103,6 +133,50 @@ class Kube:
             # server-side-apply bookkeeping: often half an object, never read here
             item.get("metadata", {}).pop("managedFields", None)
         return items, str(listing["metadata"]["resourceVersion"])
+
+    def list_resource(
+        self, path: str, kind: str, label_selector: str | None = None
+    ) -> tuple[list[Obj], str]:
+        """Every object at a collection `path` (e.g. /api/v1/pods) and the list's version."""
+        query = [("labelSelector", label_selector)] if label_selector else []
+        resp = self._request("GET", path, query=query)
+        if resp.status >= 400:
+            raise ApiException(http_resp=_Loaded(resp))
+        return self._listing(resp, kind)
+
+    def watch_resource(
+        self, path: str, resource_version: str, timeout_seconds: int, label_selector: str | None
+    ) -> Iterator[Obj]:
+        """Raw watch events ({"type", "object"}) at `path` after `resource_version`, with
+        bookmarks, until the server ends the stream. Raises WatchExpired (410): list again."""
+        query = [
+            ("watch", "true"),
+            ("allowWatchBookmarks", "true"),
+            ("resourceVersion", resource_version),
+            ("timeoutSeconds", str(timeout_seconds)),
+        ]
+        if label_selector:
+            query.append(("labelSelector", label_selector))
+        # the read timeout outlives the server's own end of the stream: a silent connection
+        # (stalled apiserver) fails instead of hanging the watch forever
+        resp = self._request("GET", path, query=query, timeout=(5, timeout_seconds + 30))
+        if resp.status == 410:
+            raise WatchExpired("resource version too old")
+        if resp.status >= 400:
+            raise ApiException(http_resp=_Loaded(resp))
+        try:
+            for line in resp:
+                event: Obj = json.loads(line)
+                if event.get("type") == "ERROR":
+                    status = event.get("object") or {}
+                    if status.get("code") == 410:
+                        raise WatchExpired(status.get("message", "resource version too old"))
+                    raise ApiException(status=status.get("code"), reason=status.get("message"))
+                obj = event.get("object") or {}
+                (obj.get("metadata") or {}).pop("managedFields", None)
+                yield event
+        finally:
+            resp.close()  # also when abandoned mid-stream: never reuse a half-read one
 
     def list_nodes(self) -> list[Obj]:
         return self._items(
@@ -123,27 +197,8 @@ class Kube:
         )
 
     def watch_pods(self, resource_version: str, timeout_seconds: int) -> Iterator[Obj]:
-        """Raw watch events ({"type", "object"}) of every pod after `resource_version`, until
-        the server ends the stream. Raises WatchExpired when that version is too old."""
-        resp = self.core.list_pod_for_all_namespaces(
-            watch=True,
-            allow_watch_bookmarks=True,
-            resource_version=resource_version,
-            timeout_seconds=timeout_seconds,
-            _preload_content=False,
-            _request_timeout=(10, timeout_seconds + 30),
-        )
-        try:
-            for line in resp:
-                event: Obj = json.loads(line)
-                if event.get("type") == "ERROR":
-                    status = event.get("object") or {}
-                    if status.get("code") == 410:
-                        raise WatchExpired(status.get("message", "resource version too old"))
-                    raise ApiException(status=status.get("code"), reason=status.get("message"))
-                yield event
-        finally:
-            resp.close()  # also when abandoned mid-stream: never reuse a half-read one
+        """Raw watch events of every pod after `resource_version` (see watch_resource)."""
+        return self.watch_resource("/api/v1/pods", resource_version, timeout_seconds, None)
 
     def list_jobs(self) -> list[Obj]:
         jobs: list[Obj] = []
@@ -172,23 +227,41 @@ class Kube:
         return policy
 
     # -- writes
-    def create_pod(self, pod: Obj) -> bool:
-        """False if it already exists (adopted, never duplicated)."""
+    # writes return the written object's resourceVersion (None: it exists already, or is
+    # gone), so the next round can wait until its watches have seen its own writes
+    def create_pod(self, pod: Obj) -> str | None:
+        """None if it already exists (adopted, never duplicated)."""
         ns = pod["metadata"]["namespace"]
-        return self._send("POST", f"/api/v1/namespaces/{ns}/pods", pod) != 409
+        return self._send("POST", f"/api/v1/namespaces/{ns}/pods", pod)[1]
 
-    def create_service(self, svc: Obj) -> None:
+    def create_service(self, svc: Obj) -> str | None:
         """Creates it unless it exists (409)."""
         ns = svc["metadata"]["namespace"]
-        self._send("POST", f"/api/v1/namespaces/{ns}/services", svc)
+        return self._send("POST", f"/api/v1/namespaces/{ns}/services", svc)[1]
 
-    def json_patch_pod(self, namespace: str, name: str, ops: list[Obj]) -> None:
-        self._send(
+    def json_patch_pod(self, namespace: str, name: str, ops: list[Obj]) -> str | None:
+        return self._send(
             "PATCH",
             f"/api/v1/namespaces/{namespace}/pods/{name}",
             ops,
             "application/json-patch+json",
-        )
+        )[1]
+
+    def evict_pod(self, namespace: str, name: str, grace_seconds: int) -> bool:
+        """The Eviction API, so PodDisruptionBudgets are respected: False when a budget
+        refuses it now (429); True when evicted or already gone."""
+        body = {
+            "apiVersion": "policy/v1",
+            "kind": "Eviction",
+            "metadata": {"name": name, "namespace": namespace},
+            "deleteOptions": {"gracePeriodSeconds": grace_seconds},
+        }
+        resp = self._request("POST", f"/api/v1/namespaces/{namespace}/pods/{name}/eviction", body)
+        if resp.status == 429:
+            return False
+        if resp.status >= 400 and resp.status != 404:
+            raise ApiException(http_resp=_Loaded(resp))
+        return True
 
     def delete_pod(self, namespace: str, name: str, grace_seconds: int | None = None) -> None:
         try:
@@ -203,14 +276,14 @@ class Kube:
             if err.status != 404:
                 raise
 
-    def patch_job_status(self, kind: str, namespace: str, name: str, status: Obj) -> None:
+    def patch_job_status(self, kind: str, namespace: str, name: str, status: Obj) -> str | None:
         """A merge patch of the status subresource (a 404 means it was deleted meanwhile)."""
-        self._send(
+        return self._send(
             "PATCH",
             f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURALS[kind]}/{name}/status",
             {"status": status},
             "application/merge-patch+json",
-        )
+        )[1]
 
     def patch_policy_status(self, name: str, status: Obj) -> None:
         try:

@@ -46,6 +46,94 @@ class SpecError(ValueError):
         self.obj, self.field, self.message = obj, field, message
 
 
+class SizingWait(Exception):
+    """A job sized from its model cannot be sized yet: no node it may use exists. It waits
+    (Unschedulable, with this reason) instead of being sized against made-up GPUs."""
+
+
+# Pod template settings that give a pod more than its namespace's defaults. A job's pods are
+# created by the operator's service account, so each is refused unless the policy allows it
+# (the namespace's Pod Security admission still applies on top: the pods are created there).
+POD_SETTINGS = ("serviceAccountName", "privileged", "hostPath", "hostNetwork", "hostPID", "hostIPC")
+
+
+def _mapping(value: Any, obj: Obj, field: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise SpecError(ref(obj), field, f"must be an object (got {type(value).__name__})")
+    return value
+
+
+def _list(value: Any, obj: Obj, field: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise SpecError(ref(obj), field, f"must be a list (got {type(value).__name__})")
+    return value
+
+
+def _objects(value: Any, obj: Obj, field: str) -> list[Mapping[str, Any]]:
+    items = _list(value, obj, field)
+    for i, item in enumerate(items):
+        _mapping(item, obj, f"{field}[{i}]")
+    return items
+
+
+def pod_settings(pod_spec: Mapping[str, Any]) -> list[str]:
+    """The POD_SETTINGS a pod template uses, by the names in AllocationPolicy spec.security."""
+    used = []
+    if pod_spec.get("serviceAccountName") or pod_spec.get("serviceAccount"):
+        used.append("serviceAccountName")
+    containers = [
+        c
+        for key in ("containers", "initContainers", "ephemeralContainers")
+        for c in pod_spec.get(key) or []
+        if isinstance(c, Mapping)
+    ]
+    if any(((c.get("securityContext") or {}).get("privileged")) for c in containers):
+        used.append("privileged")
+    if any(isinstance(v, Mapping) and "hostPath" in v for v in pod_spec.get("volumes") or []):
+        used.append("hostPath")
+    used += [key for key in ("hostNetwork", "hostPID", "hostIPC") if pod_spec.get(key)]
+    return used
+
+
+def _template_spec(obj: Obj) -> Mapping[str, Any]:
+    """A job's pod template spec, refused when malformed where gpualloc reads or copies it."""
+    spec = _mapping(obj.get("spec"), obj, "spec")
+    template = _mapping(spec.get("template"), obj, "spec.template")
+    meta = _mapping(template.get("metadata"), obj, "spec.template.metadata")
+    for key in ("labels", "annotations"):
+        values = _mapping(meta.get(key), obj, f"spec.template.metadata.{key}")
+        if not all(isinstance(v, str) for v in values.values()):
+            raise SpecError(ref(obj), f"spec.template.metadata.{key}", "values must be strings")
+    pod = _mapping(template.get("spec"), obj, "spec.template.spec")
+    for key in ("containers", "initContainers", "volumes", "tolerations"):
+        _objects(pod.get(key), obj, f"spec.template.spec.{key}")
+    for i, container in enumerate(pod.get("containers") or []):
+        where = f"spec.template.spec.containers[{i}]"
+        resources = _mapping(container.get("resources"), obj, f"{where}.resources")
+        for key in ("requests", "limits"):
+            _mapping(resources.get(key), obj, f"{where}.resources.{key}")
+        _objects(container.get("env"), obj, f"{where}.env")
+    return pod
+
+
+def check_pod_template(obj: Obj, allowed: frozenset[str]) -> None:
+    """Refuse a job's pod template that is malformed where gpualloc reads it, or that uses a
+    setting the policy does not allow."""
+    pod = _template_spec(obj)
+    refused = [s for s in pod_settings(pod) if s not in allowed]
+    if refused:
+        raise SpecError(
+            ref(obj),
+            "spec.template.spec",
+            f"uses {', '.join(refused)}, which AllocationPolicy spec.security does not allow "
+            "(creating a job must not grant more than creating a pod)",
+        )
+
+
 def ref(obj: Obj) -> str:
     meta = obj.get("metadata") or {}
     name = meta.get("name", "<unnamed>")
@@ -180,40 +268,63 @@ def pod_from_k8s(obj: Obj) -> RunningPod | None:
 
 # -- jobs --------------------------------------------------------------------------------
 def _requirements(spec: Mapping[str, Any], obj: Obj) -> NodeRequirements:
-    gpu = spec.get("gpu") or {}
-    pod = ((spec.get("template") or {}).get("spec")) or {}
+    gpu = _mapping(spec.get("gpu"), obj, "spec.gpu")
+    pod = _mapping(
+        _mapping(spec.get("template"), obj, "spec.template").get("spec"), obj, "spec.template.spec"
+    )
     products = gpu.get("products") or []
     if not isinstance(products, list) or not all(isinstance(p, str) for p in products):
         raise SpecError(ref(obj), "spec.gpu.products", "must be a list of product names")
     min_mem = _int(gpu, "minMemoryMiB", obj, "spec.gpu", 0) or 0
-    terms = (
-        ((pod.get("affinity") or {}).get("nodeAffinity") or {}).get(
+    field = (
+        "spec.template.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+    )
+    affinity = _mapping(pod.get("affinity"), obj, "spec.template.spec.affinity")
+    required = _mapping(
+        _mapping(affinity.get("nodeAffinity"), obj, "spec.template.spec.affinity.nodeAffinity").get(
             "requiredDuringSchedulingIgnoredDuringExecution"
-        )
-        or {}
-    ).get("nodeSelectorTerms") or []
+        ),
+        obj,
+        field,
+    )
+    terms = _objects(required.get("nodeSelectorTerms"), obj, f"{field}.nodeSelectorTerms")
+    selector = _mapping(pod.get("nodeSelector"), obj, "spec.template.spec.nodeSelector")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in selector.items()):
+        raise SpecError(ref(obj), "spec.template.spec.nodeSelector", "must map strings to strings")
     return NodeRequirements(
         products=tuple(products),
         min_gpu_memory_mib=min_mem,
-        node_selector=tuple(sorted((pod.get("nodeSelector") or {}).items())),
+        node_selector=tuple(sorted(selector.items())),
         affinity_terms=tuple(
             tuple(
-                Requirement(e["key"], e["operator"], tuple(e.get("values") or ()), field=f)
+                _requirement(e, f, obj, f"{field}.nodeSelectorTerms[{i}].{key}")
                 for f, key in ((False, "matchExpressions"), (True, "matchFields"))
-                for e in term.get(key) or []
+                for e in _objects(term.get(key), obj, f"{field}.nodeSelectorTerms[{i}].{key}")
             )
-            for term in terms
+            for i, term in enumerate(terms)
         ),
         tolerations=tuple(
             Toleration(
-                t.get("key") or "",
-                t.get("operator") or "Equal",
-                t.get("value") or "",
-                t.get("effect") or "",
+                str(t.get("key") or ""),
+                str(t.get("operator") or "Equal"),
+                str(t.get("value") or ""),
+                str(t.get("effect") or ""),
             )
-            for t in pod.get("tolerations") or []
+            for t in _objects(pod.get("tolerations"), obj, "spec.template.spec.tolerations")
         ),
     )
+
+
+_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt")
+
+
+def _requirement(expr: Mapping[str, Any], field: bool, obj: Obj, where: str) -> Requirement:
+    key, operator, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+    if not isinstance(key, str) or operator not in _OPERATORS:
+        raise SpecError(ref(obj), where, f"needs a key and an operator in {_OPERATORS}")
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise SpecError(ref(obj), f"{where}.values", "must be a list of strings")
+    return Requirement(key, operator, tuple(values), field=field)
 
 
 def _sizing_gpu(nodes: Sequence[Node], req: NodeRequirements) -> tuple[int, int]:
@@ -225,7 +336,12 @@ def _sizing_gpu(nodes: Sequence[Node], req: NodeRequirements) -> tuple[int, int]
         and n.gpu_memory_mib >= req.min_gpu_memory_mib
     ]
     if not usable:
-        return max(req.min_gpu_memory_mib, 1), 8
+        wanted = ", ".join(req.products) or "any product"
+        memory = f" with >= {req.min_gpu_memory_mib} MiB" if req.min_gpu_memory_mib else ""
+        raise SizingWait(
+            f"no node has GPUs it may use ({wanted}{memory}) to size spec.model against; "
+            "waiting for one"
+        )
     return min(n.gpu_memory_mib for n in usable), max(n.gpus for n in usable)
 
 
@@ -242,13 +358,14 @@ def job_from_k8s(obj: Obj, nodes: Sequence[Node] = (), desired: int | None = Non
     training = kind == JobKind.TRAINING
     if kind not in (JobKind.TRAINING, JobKind.INFERENCE):
         raise SpecError(ref(obj), "kind", f"must be {JobKind.TRAINING} or {JobKind.INFERENCE}")
+    pod = _template_spec(obj)
     req = _requirements(spec, obj)
     count_key, gpus_key = (
         ("workers", "gpusPerWorker") if training else ("replicas", "gpusPerReplica")
     )
     count = _int(spec, count_key, obj, "spec", 1 if training else 0)
     gpus = _int(spec, gpus_key, obj, "spec", 1)
-    model = spec.get("model")
+    model = _mapping(spec.get("model"), obj, "spec.model")
     if gpus is None or (training and count is None):
         if not isinstance(model, Mapping) or "parameters" not in model:
             raise SpecError(
@@ -266,7 +383,8 @@ def job_from_k8s(obj: Obj, nodes: Sequence[Node] = (), desired: int | None = Non
                 gpus = size_inference(params, precision, memory, node_gpus)
         except SizingError as err:
             raise SpecError(ref(obj), "spec.model", str(err)) from None
-    pod = ((spec.get("template") or {}).get("spec")) or {}
+        except SizingWait as err:
+            raise SizingWait(f"{ref(obj)}: {err}") from None
     _, cpu, mem = pod_requests(pod, obj)
     if training:
         replicas = count or 1
@@ -286,6 +404,8 @@ def job_from_k8s(obj: Obj, nodes: Sequence[Node] = (), desired: int | None = Non
     priority = spec.get("priority", 0)
     if isinstance(priority, bool) or not isinstance(priority, int):
         raise SpecError(ref(obj), "spec.priority", f"must be an integer (got {priority!r})")
+    if not -(2**31) <= priority < 2**31:
+        raise SpecError(ref(obj), "spec.priority", f"must be a 32-bit integer (got {priority})")
     return Job(
         key=f"{meta.get('namespace', 'default')}/{meta['name']}",
         kind=JobKind(kind),
@@ -302,6 +422,19 @@ def job_from_k8s(obj: Obj, nodes: Sequence[Node] = (), desired: int | None = Non
 
 
 # -- policy ------------------------------------------------------------------------------
+def _bounded_float(value: Any, lo: float, hi: float) -> float:
+    number = float(value)  # NaN and infinities fail the range check below
+    if not lo <= number <= hi:
+        raise ValueError(f"{value!r} is not a number in [{lo}, {hi}]")
+    return number
+
+
+def _bounded(value: Any, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ValueError(f"{value!r} is not an integer in [{lo}, {hi}]")
+    return value
+
+
 def policy_from_k8s(obj: Obj | None) -> Policy:
     """The AllocationPolicy named `default`; built-in defaults when absent."""
     if not obj:
@@ -311,16 +444,26 @@ def policy_from_k8s(obj: Obj | None) -> Policy:
     preemption = spec.get("preemption") or {}
     weights = spec.get("weights") or {}
     throughput = spec.get("throughput") or {}
+    limits = spec.get("limits") or {}
+    security = spec.get("security") or {}
     try:
         return Policy(
-            time_limit_seconds=float(solver.get("timeLimitSeconds", 10.0)),
-            relative_gap=float(solver.get("relativeGap", 0.0)),
-            num_workers=int(solver.get("workers", 2)),
+            time_limit_seconds=_bounded_float(solver.get("timeLimitSeconds", 10.0), 0.01, 600),
+            relative_gap=_bounded_float(solver.get("relativeGap", 0.0), 0.0, 1.0),
+            num_workers=_bounded(solver.get("workers", 2), 1, 64),
             preemption=bool(preemption.get("enabled", True)),
             max_evictions_per_round=preemption.get("maxEvictionsPerRound"),
             throughput={str(k): float(v) for k, v in throughput.items()},
             fragmentation_weight=int(weights.get("fragmentation", 1)),
             throughput_weight=int(weights.get("throughput", 1)),
+            max_pods_per_job=_bounded(limits.get("maxPodsPerJob", 512), 1, 10000),
+            grace_period_seconds=_bounded(preemption.get("gracePeriodSeconds", 30), 0, 3600),
+            unbound_timeout_seconds=_bounded(spec.get("unboundTimeoutSeconds", 120), 10, 86400),
+            allowed_pod_settings=frozenset(
+                setting
+                for setting in POD_SETTINGS
+                if security.get(f"allow{setting[0].upper()}{setting[1:]}") is True
+            ),
         )
     except (TypeError, ValueError) as err:
         raise SpecError(ref(obj), "spec", str(err)) from None

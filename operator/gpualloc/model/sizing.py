@@ -46,18 +46,26 @@ class Size:
     gpus_per_replica: int
 
 
+# 100 trillion parameters: above any model trained so far; a bigger number is a typo (or an
+# attempt to make the operator size a job of millions of pods)
+MAX_PARAMETERS = 1e14
+
+
 def parse_parameters(value: str | int | float) -> float:
     """'70B' -> 7e10; '1.5T' -> 1.5e12; an integer is a parameter count."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if value <= 0:
-            raise SizingError(f"model.parameters must be positive (got {value})")
-        return float(value)
-    match = _PARAMS.match(str(value))
-    if not match or float(match.group(1)) <= 0:
-        raise SizingError(
-            f"model.parameters must look like 7B, 70B, 1.5T or 7000000 (got {value!r})"
-        )
-    return float(match.group(1)) * _SUFFIX[match.group(2).upper()]
+        count = float(value)
+    else:
+        match = _PARAMS.match(str(value)[:32])
+        if not match:
+            shown = str(value)[:32]
+            raise SizingError(
+                f"model.parameters must look like 7B, 70B, 1.5T or 7000000 (got {shown!r})"
+            )
+        count = float(match.group(1)) * _SUFFIX[match.group(2).upper()]
+    if not 0 < count <= MAX_PARAMETERS:
+        raise SizingError(f"model.parameters must be in (0, 100T] (got {str(value)[:32]})")
+    return count
 
 
 def _next_power_of_two(n: int) -> int:

@@ -129,6 +129,13 @@ class Policy:
     fragmentation_weight: int = 1
     throughput_weight: int = 1
     num_workers: int = 2
+    # what a shared cluster needs: caps on what one tenant's job can make the operator do
+    max_pods_per_job: int = 512
+    grace_period_seconds: int = 30  # preempted pods get this long to checkpoint
+    unbound_timeout_seconds: int = 120  # a placed pod still unbound after this is re-planned
+    # pod template settings a job may use (serviceAccountName, privileged, hostPath, ...);
+    # every other one is refused: creating a job must not grant more than creating a pod
+    allowed_pod_settings: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

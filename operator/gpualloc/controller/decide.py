@@ -1,0 +1,510 @@
+"""The decide step: `ClusterState` (+ the previous plan) -> `Decision`. Pure: no I/O.
+
+Numbered as the round runs:
+1. read the policy and the nodes (a malformed node is left out and noted, never fatal);
+2. give each pod to the job that owns it (ownerReference UID), or to nobody;
+3. prepare each job alone: a job that cannot be read, sized or trusted is refused on its own
+   status and the round goes on without it (isolation); lost, failed, unbound and surplus
+   pods are deleted, missing ones created, the rendezvous Service reconciled;
+4. plan the jobs that remain with the CP-SAT planner;
+5. turn the plan into writes: evictions (graceful, through the Eviction API), pins, creates;
+6. report every job's status and Events.
+The time-driven simulator calls this same function.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from gpualloc.controller.pods import (
+    PLACED_AT,
+    build_pod,
+    build_service,
+    is_gated,
+    pinned,
+    placement_patch,
+    pod_name,
+    replica_index,
+)
+from gpualloc.controller.state import (
+    ClusterState,
+    CreatePod,
+    CreateService,
+    DeletePod,
+    PatchJobStatus,
+    PatchPolicyStatus,
+    PinPod,
+    RecordEvent,
+    Write,
+)
+from gpualloc.controller.status import Outcome, job_report, status_changed
+from gpualloc.k8s.convert import (
+    JOB_LABEL,
+    SizingWait,
+    SpecError,
+    check_pod_template,
+    committed_node,
+    job_from_k8s,
+    node_from_k8s,
+    pod_from_k8s,
+    policy_from_k8s,
+)
+from gpualloc.model import Job, JobKind, Node, Plan, Policy, RunningPod, Snapshot
+from gpualloc.solver import plan as solve
+
+log = logging.getLogger("gpualloc.decide")
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Decision:
+    plan: Plan
+    snapshot: Snapshot
+    policy: Policy
+    writes: tuple[Write | PatchPolicyStatus, ...]
+    phases: Mapping[str, str] = field(default_factory=dict)  # job key -> reported phase
+    refused: Mapping[str, str] = field(default_factory=dict)  # job key -> why it is Invalid
+    notes: tuple[str, ...] = ()  # problems of no one job: a malformed node, a bad policy
+    placed: int = 0
+    created: int = 0
+    evicted_jobs: int = 0
+
+
+def key_of(obj: Mapping[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    return f"{meta.get('namespace') or 'default'}/{meta.get('name')}"
+
+
+def iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _seconds(stamp: Any) -> float | None:
+    try:
+        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+@dataclass
+class _Work:
+    """One job's preparation (step 3)."""
+
+    obj: Obj
+    key: str
+    pods: list[Obj] = field(default_factory=list)  # owned, live, staying
+    writes: list[Write] = field(default_factory=list)
+    create: dict[str, Obj] = field(default_factory=dict)  # pod name -> gated pod to create
+    model: Job | None = None  # None: not planned this round
+    outcome: Outcome = field(default_factory=Outcome)
+    desired: int = 0
+
+    def doom(self, pods: list[Obj], grace: int | None = None, evict: bool = False) -> None:
+        names = {p["metadata"]["name"] for p in pods}
+        for pod in pods:
+            meta = pod["metadata"]
+            self.writes.append(DeletePod(self.key, meta["namespace"], meta["name"], grace, evict))
+        self.pods = [p for p in self.pods if p["metadata"]["name"] not in names]
+
+    def note(self, type_: str, reason: str, message: str) -> None:
+        events = (*self.outcome.events, (type_, reason, message))
+        self.outcome = replace(self.outcome, events=events)
+
+
+def decide(state: ClusterState, previous: Plan | None = None) -> Decision:
+    notes: list[str] = []
+    # -- 1. policy and nodes
+    try:
+        policy = policy_from_k8s(state.policy)
+    except SpecError as err:
+        notes.append(f"{err}; using the built-in defaults")
+        policy = Policy()
+    nodes: list[Node] = []
+    for obj in state.nodes:
+        try:
+            node = node_from_k8s(obj, state.unhealthy_gpus.get(key_of(obj).split("/")[-1], 0))
+        except (SpecError, ValueError, TypeError, KeyError) as err:
+            notes.append(f"node left out: {err}")
+            continue
+        if node is not None:
+            nodes.append(node)
+    node_names = {n.name for n in nodes}
+    all_node_names = {(o.get("metadata") or {}).get("name") for o in state.nodes}
+
+    # -- 2. pods by owner
+    jobs_by_key = {key_of(j): j for j in state.jobs}
+    owned: dict[str, list[Obj]] = defaultdict(list)  # job key -> its pods (UID-checked)
+    taken: dict[tuple[str, str], Obj] = {}  # (namespace, name) -> any pod
+    for pod in state.pods:
+        meta = pod.get("metadata") or {}
+        taken[str(meta.get("namespace")), str(meta.get("name"))] = pod
+        owner = _owner(pod, jobs_by_key)
+        if owner is not None:
+            owned[owner].append(pod)
+
+    # -- 3. each job alone
+    services = {key_of(s) for s in state.services}
+    works: dict[str, _Work] = {}
+    for job in state.jobs:
+        key = key_of(job)
+        if (job.get("metadata") or {}).get("deletionTimestamp"):
+            continue  # being deleted: no new pods, nothing to report
+        work = _Work(job, key)
+        works[key] = work
+        try:
+            _prepare(work, owned[key], taken, state, policy, nodes, all_node_names, services)
+        except SpecError as err:
+            work.writes, work.create, work.model = [], {}, None
+            work.outcome = replace(work.outcome, invalid=err.message and str(err))
+        except SizingWait as err:
+            work.outcome = replace(work.outcome, unscheduled=str(err))
+        except Exception as err:  # a bug must not take planning down for everyone
+            log.exception("job %s could not be prepared", key)
+            work.writes, work.create, work.model = [], {}, None
+            work.outcome = replace(
+                work.outcome, invalid=f"could not be read ({type(err).__name__}: {err})"
+            )
+
+    # -- 4. plan
+    active = {k: w for k, w in works.items() if w.model is not None}
+    staying = {p["metadata"]["uid"] for w in active.values() for p in w.pods}
+    running: list[RunningPod] = []
+    for pod in state.pods:
+        try:
+            held = pod_from_k8s(pod)
+        except (SpecError, ValueError, TypeError, KeyError):
+            continue
+        if held is None or held.node not in node_names:
+            continue
+        if (pod.get("metadata") or {}).get("uid") not in staying:
+            # not a planned job's: capacity held by someone else (terminating pods included)
+            held = replace(held, job=None, replica=None)
+        running.append(held)
+    models = tuple(w.model for w in active.values() if w.model is not None)
+    snapshot = Snapshot(tuple(nodes), tuple(running), models)
+    in_flight = _preemption_in_flight(state, owned, jobs_by_key)
+    plan_policy = replace(policy, preemption=False) if in_flight else policy
+    result = solve(snapshot, plan_policy, previous)
+
+    # -- 5. writes: evictions first, then pins and creates of placed pods
+    held_nodes: set[str] = set()
+    for eviction in result.evictions:
+        victim = works[eviction.job]
+        held_nodes |= {n for p in victim.pods if (n := committed_node(p))}
+        grace = _grace(victim.obj, policy)
+        victim.doom(list(victim.pods), grace, evict=True)
+        victim.create = {}
+        victim.outcome = replace(victim.outcome, evicted=eviction.reason)
+    by_job: dict[str, list[tuple[int, str, int]]] = defaultdict(list)
+    for p in result.placements:
+        by_job[p.job].append((p.replica, p.node, p.gpus))
+    stamp = iso(state.now)
+    pins: list[Write] = []
+    placed_creates: list[Write] = []
+    placed_total = 0
+    for key, placements in by_job.items():
+        work = active[key]
+        actions = _placement_actions(work, placements, held_nodes, stamp)
+        if actions is None:
+            wait = f"placed on {', '.join(sorted({n for _, n, _ in placements}))} once the "
+            wait += "preempted pods there have terminated"
+            work.outcome = replace(work.outcome, unscheduled=wait)
+            continue
+        placed: dict[int, tuple[str, int]] = {}
+        for replica, target, gpus, write in actions:
+            placed[replica] = (target, gpus)
+            if isinstance(write, PinPod):
+                pins.append(write)
+            elif isinstance(write, CreatePod):
+                placed_creates.append(write)
+                work.create.pop(write.pod["metadata"]["name"], None)
+        placed_total += sum(1 for *_, w in actions if w is not None)
+        work.outcome = replace(work.outcome, placed=placed)
+    reasons = {u.job: u.reason for u in result.unscheduled}
+    if in_flight:
+        reasons = {k: f"{r} (preempted pods are still terminating)" for k, r in reasons.items()}
+
+    deletes = [w for work in works.values() for w in work.writes if isinstance(w, DeletePod)]
+    services_to_create = [
+        w for work in works.values() for w in work.writes if isinstance(w, CreateService)
+    ]
+    queued = [
+        CreatePod(work.key, pod, placed=False)
+        for work in works.values()
+        for pod in work.create.values()
+    ]
+
+    # -- 6. report
+    reports: list[Write] = []
+    phases: dict[str, str] = {}
+    refused: dict[str, str] = {}
+    for key, work in works.items():
+        outcome = work.outcome
+        if outcome.unscheduled is None and key in reasons:
+            outcome = replace(outcome, unscheduled=reasons[key])
+        if key in state.write_failures:
+            outcome = replace(outcome, write_error=state.write_failures[key])
+        if outcome.invalid:
+            refused[key] = outcome.invalid
+        report = job_report(work.obj, work.pods, outcome, work.desired, stamp)
+        phases[key] = report.status["phase"]
+        meta = work.obj["metadata"]
+        if status_changed(work.obj.get("status") or {}, report.status):
+            namespace = meta.get("namespace", "default")
+            kind = work.obj["kind"]
+            reports.append(PatchJobStatus(key, kind, namespace, meta["name"], report.status))
+        reports += [RecordEvent(key, work.obj, *event) for event in report.events]
+    policy_writes: list[PatchPolicyStatus] = []
+    if state.policy and (state.policy.get("status") or {}).get("lastStatus") != result.status:
+        policy_writes.append(
+            PatchPolicyStatus(state.policy["metadata"]["name"], {"lastStatus": result.status})
+        )
+    writes = (*deletes, *pins, *placed_creates, *services_to_create, *queued, *reports)
+    return Decision(
+        plan=result,
+        snapshot=snapshot,
+        policy=policy,
+        writes=(*writes, *policy_writes),
+        phases=phases,
+        refused=refused,
+        notes=tuple(notes),
+        placed=placed_total,
+        created=len(placed_creates) + len(queued),
+        evicted_jobs=len(result.evictions),
+    )
+
+
+def _owner(pod: Obj, jobs: Mapping[str, Obj]) -> str | None:
+    """The job key of the job that owns `pod` by UID; None for anybody else's pod, even one
+    labelled as a job's (a squatter never counts as placed)."""
+    meta = pod.get("metadata") or {}
+    name = (meta.get("labels") or {}).get(JOB_LABEL)
+    if not name:
+        return None
+    key = f"{meta.get('namespace') or 'default'}/{name}"
+    job = jobs.get(key)
+    if job is None:
+        return None
+    uid = (job.get("metadata") or {}).get("uid")
+    refs = meta.get("ownerReferences") or []
+    return key if uid and any(r.get("uid") == uid for r in refs) else None
+
+
+def _terminating(pod: Obj) -> bool:
+    return bool((pod.get("metadata") or {}).get("deletionTimestamp"))
+
+
+def _phase(pod: Obj) -> str:
+    return str((pod.get("status") or {}).get("phase") or "Pending")
+
+
+def _grace(job: Obj, policy: Policy) -> int:
+    own = (job.get("spec") or {}).get("preemptionGracePeriodSeconds")
+    if isinstance(own, int) and not isinstance(own, bool) and 0 <= own <= 3600:
+        return own
+    return policy.grace_period_seconds
+
+
+def _world_size(pods: list[Obj]) -> tuple[int, int] | None:
+    """(WORLD_SIZE, GPUs per worker) a running gang's pods were created with."""
+    for pod in pods:
+        containers = (pod.get("spec") or {}).get("containers") or []
+        for env in (containers[0].get("env") or []) if containers else []:
+            if env.get("name") == "WORLD_SIZE" and str(env.get("value", "")).isdigit():
+                resources = containers[0].get("resources") or {}
+                gpus = (resources.get("requests") or {}).get("nvidia.com/gpu", "0")
+                return int(env["value"]), int(gpus) if str(gpus).isdigit() else 0
+    return None
+
+
+def _finished(job: Obj) -> bool:
+    """A training job that ended (not refused) stays ended until its spec changes."""
+    status = job.get("status") or {}
+    if job.get("kind") != JobKind.TRAINING or status.get("phase") not in ("Succeeded", "Failed"):
+        return False
+    if any(
+        c.get("type") == "Invalid" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    ):
+        return False
+    generation = (job.get("metadata") or {}).get("generation")
+    return bool(status.get("observedGeneration") == generation)
+
+
+def _prepare(
+    work: _Work,
+    pods: list[Obj],
+    taken: Mapping[tuple[str, str], Obj],
+    state: ClusterState,
+    policy: Policy,
+    nodes: list[Node],
+    node_names: set[Any],
+    services: set[str],
+) -> None:
+    job, key = work.obj, work.key
+    kind = job.get("kind")
+    training = kind == JobKind.TRAINING
+    live = [p for p in pods if not _terminating(p)]
+    work.pods = list(live)
+    if _finished(job):
+        # no survivor keeps GPUs for a gang that ended
+        work.doom([p for p in live if _phase(p) not in ("Succeeded", "Failed")])
+        work.outcome = replace(work.outcome, finished=True)
+        return
+    check_pod_template(job, policy.allowed_pod_settings)
+    desired = state.desired_replicas.get(key)
+    if desired is not None:  # autoscaling: never above the cap, whatever Prometheus says
+        desired = max(0, min(desired, policy.max_pods_per_job))
+    model = job_from_k8s(job, nodes, desired)
+    if model.replicas > policy.max_pods_per_job:
+        raise SpecError(
+            f"{kind} {key}",
+            "spec",
+            f"asks for {model.replicas} pods; AllocationPolicy spec.limits.maxPodsPerJob "
+            f"allows {policy.max_pods_per_job} per job",
+        )
+    spec = job.get("spec") or {}
+    if training and (fixed := _world_size(live)) is not None and fixed[0] != model.replicas:
+        if spec.get("workers") is None or spec.get("gpusPerWorker") is None:
+            # sized from the model: a node added later never resizes a running gang
+            size, gpus = fixed
+            model = replace(
+                model,
+                replicas=size,
+                min_replicas=min(model.min_replicas, size),
+                gpus_per_replica=gpus or model.gpus_per_replica,
+            )
+        else:  # the user changed workers: the gang restarts at its new size
+            work.note("Normal", "Resized", f"workers {fixed[0]} -> {model.replicas}: restarting")
+            work.doom(list(live))
+            live = []
+    work.desired = model.replicas
+
+    if training and any(_phase(p) == "Failed" for p in live):
+        restarts = int((job.get("status") or {}).get("restarts") or 0)
+        allowed = int(((spec.get("failurePolicy") or {}).get("maxRestarts")) or 0)
+        if restarts < allowed:
+            work.note(
+                "Warning",
+                "Restarting",
+                f"a worker failed; restarting the whole gang ({restarts + 1}/{allowed})",
+            )
+            work.doom(list(live))
+            work.outcome = replace(work.outcome, restarts=restarts + 1)
+        else:
+            # the gang failed: survivors give their GPUs back, the failed pod stays for logs
+            work.doom([p for p in live if _phase(p) not in ("Failed", "Succeeded")])
+            work.outcome = replace(work.outcome, gang_failed=True)
+        return
+    if training and len(live) >= model.replicas and all(_phase(p) == "Succeeded" for p in live):
+        return  # done: job_report says Succeeded
+
+    # pods bound or pinned to a node that is gone are lost: re-place them (a gang whole)
+    lost = [p for p in live if (n := committed_node(p)) is not None and n not in node_names]
+    failed = [p for p in live if not training and _phase(p) == "Failed"]
+    unbound = _unbound(live, state.now, policy.unbound_timeout_seconds)
+    if lost:
+        work.outcome = replace(work.outcome, lost=True)
+    for pod in unbound:
+        work.note(
+            "Warning",
+            "Unbound",
+            f"pod {pod['metadata']['name']} stayed unbound on {committed_node(pod)} for over "
+            f"{policy.unbound_timeout_seconds}s (a constraint gpualloc does not model: a "
+            "hostPort, another extended resource, a volume's zone?); placing it again",
+        )
+    if training and (lost or unbound):
+        work.doom(list(live))
+    else:
+        work.doom([*lost, *failed, *unbound])
+    work.doom([p for p in work.pods if replica_index(p) >= model.replicas], grace=None)
+
+    namespace, name = key.split("/", 1)
+    present = {p["metadata"]["name"] for p in pods}  # terminating ones keep their names
+    conflicts = []
+    for i in range(model.replicas):
+        pod_id = pod_name(name, str(kind), i)
+        if pod_id in present:
+            continue
+        if (namespace, pod_id) in taken:
+            conflicts.append(pod_id)
+            continue
+        work.create[pod_id] = build_pod(job, i, model.gpus_per_replica, model.replicas)
+    if conflicts:
+        work.create = {}
+        work.outcome = replace(
+            work.outcome,
+            conflict=f"pod {namespace}/{conflicts[0]} exists and is not this job's (its "
+            "ownerReference is another object's); delete it or rename the job",
+        )
+        return
+    if training and key not in services:
+        work.writes.append(CreateService(key, build_service(job)))
+    # a gang whose pods are being deleted waits for them to go before it is placed again
+    deleting = any(_terminating(p) for p in pods) or any(
+        isinstance(w, DeletePod) for w in work.writes
+    )
+    if not (training and deleting):
+        work.model = model
+
+
+def _unbound(pods: list[Obj], now: float, timeout: int) -> list[Obj]:
+    """Pods gpualloc pinned and ungated that kube-scheduler has not bound in `timeout`."""
+    stuck = []
+    for pod in pods:
+        if (pod.get("spec") or {}).get("nodeName") or is_gated(pod) or committed_node(pod) is None:
+            continue
+        at = _seconds(((pod.get("metadata") or {}).get("annotations") or {}).get(PLACED_AT))
+        if at is not None and now - at > timeout:
+            stuck.append(pod)
+    return stuck
+
+
+def _placement_actions(
+    work: _Work, placements: list[tuple[int, str, int]], held_nodes: set[str], stamp: str
+) -> list[tuple[int, str, int, Write | None]] | None:
+    """The write that carries out each placement of one job (None: already done), or None
+    when the job must wait: all or nothing, so a gang is never half pinned."""
+    kind = str(work.obj["kind"])
+    name = work.obj["metadata"]["name"]
+    by_name = {p["metadata"]["name"]: p for p in work.pods}
+    actions: list[tuple[int, str, int, Write | None]] = []
+    for replica, node, gpus in placements:
+        pod_id = pod_name(name, kind, replica)
+        if pod_id in work.create:
+            if node in held_nodes:
+                return None
+            pod = pinned(work.create[pod_id], node, stamp)
+            actions.append((replica, node, gpus, CreatePod(work.key, pod, placed=True)))
+        elif pod_id in by_name and is_gated(by_name[pod_id]):
+            if node in held_nodes:
+                return None
+            pod = by_name[pod_id]
+            meta = pod["metadata"]
+            patch = tuple(placement_patch(pod, node, stamp))
+            actions.append(
+                (replica, node, gpus, PinPod(work.key, meta["namespace"], meta["name"], patch))
+            )
+        elif pod_id in by_name and committed_node(by_name[pod_id]) == node:
+            actions.append((replica, node, gpus, None))
+        else:
+            return None  # its pod is being deleted or cannot be created: wait
+    return actions
+
+
+def _preemption_in_flight(
+    state: ClusterState, owned: Mapping[str, list[Obj]], jobs: Mapping[str, Obj]
+) -> bool:
+    """Victims of an earlier round are still terminating: plan no new evictions until they
+    are gone, or the planner would pick more victims for the capacity they still hold."""
+    for key, pods in owned.items():
+        if ((jobs[key].get("status") or {}).get("phase")) == "Preempted" and any(
+            _terminating(p) for p in pods
+        ):
+            return True
+    return False
