@@ -176,7 +176,9 @@ class PrometheusInput:
             return reading
         reading.configured = True
         client = PrometheusClient(reading.url, timeout=min(self.timeout, reading.interval))
-        nodes = [n["metadata"]["name"] for n in self.kube.list_nodes()]
+        observer = self.reconciler.observer  # the informers' stores: no LIST per interval
+        node_objs = observer.nodes.store() if observer else self.kube.list_nodes()
+        nodes = [n["metadata"]["name"] for n in node_objs]
         try:
             samples = client.query(str(prom.get("unhealthyGPUQuery") or DEFAULT_UNHEALTHY_QUERY))
             reading.unhealthy = unhealthy_by_node(samples, nodes)
@@ -184,7 +186,9 @@ class PrometheusInput:
             reading.errors.append(err)
             if err.reason == UNREACHABLE:  # every other query would wait for the timeout too
                 return reading
-        jobs = autoscaled(self.kube.list_jobs())
+        jobs = autoscaled(
+            [j for i in observer.jobs for j in i.store()] if observer else self.kube.list_jobs()
+        )
         reading.autoscaled = {key for key, *_ in jobs}
         for key, query, target, lo, hi in jobs:
             try:
