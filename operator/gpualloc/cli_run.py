@@ -23,16 +23,49 @@ import click
 )
 @click.option(
     "--metrics-address",
-    default="0.0.0.0",
+    default="127.0.0.1",
     show_default=True,
-    help="Address the metrics endpoint binds to.",
+    help="Address the metrics endpoint binds to. In a pod, Prometheus scrapes the pod IP: "
+    "pass 0.0.0.0 (the Helm chart does).",
 )
 @click.option(
     "--health-port",
     type=int,
     default=8081,
     show_default=True,
-    help="Port of the liveness endpoint /healthz.",
+    help="Port of the liveness endpoint /healthz (on 0.0.0.0: the kubelet probes the pod IP).",
+)
+@click.option(
+    "--round-deadline",
+    type=float,
+    default=0.0,
+    help="Seconds the leader may go without completing a planning round before /healthz "
+    "reports unhealthy (0 = max(3 x resync, 300)).",
+)
+@click.option(
+    "--lease-duration",
+    type=float,
+    envvar="GPUALLOC_LEASE_SECONDS",
+    default=15.0,
+    show_default=True,
+    help="Seconds a follower waits, on its own clock, for the leader's lease to change before "
+    "taking it over (env GPUALLOC_LEASE_SECONDS).",
+)
+@click.option(
+    "--renew-deadline",
+    type=float,
+    envvar="GPUALLOC_RENEW_DEADLINE_SECONDS",
+    default=None,
+    help="Seconds the leader keeps acting without a successful renew; below the lease "
+    "duration [default: 2/3 of it].",
+)
+@click.option(
+    "--retry-period",
+    type=float,
+    envvar="GPUALLOC_RETRY_PERIOD_SECONDS",
+    default=None,
+    help="Seconds between lease renewals / acquisition attempts [default: 2/15 of the lease "
+    "duration].",
 )
 @click.option(
     "--lease-namespace",
@@ -61,6 +94,10 @@ def run_command(
     metrics_port: int,
     metrics_address: str,
     health_port: int,
+    round_deadline: float,
+    lease_duration: float,
+    renew_deadline: float | None,
+    retry_period: float | None,
     lease_namespace: str,
     debounce: float,
     resync: float,
@@ -70,6 +107,9 @@ def run_command(
 
     Two or more replicas may run: a Lease elects the one that plans and acts.
     """
+    import faulthandler
+    import signal
+
     import kopf
     from prometheus_client import start_http_server
 
@@ -82,6 +122,20 @@ def run_command(
     os.environ["GPUALLOC_LEASE_NAMESPACE"] = lease_namespace
     os.environ["GPUALLOC_DEBOUNCE_SECONDS"] = str(debounce)
     os.environ["GPUALLOC_RESYNC_SECONDS"] = str(resync)
+    os.environ["GPUALLOC_HEALTH_PORT"] = str(health_port)
+    os.environ["GPUALLOC_ROUND_DEADLINE_SECONDS"] = str(round_deadline)
+    # client-go's defaults are 15 / 10 / 2 s: keep their proportions for other durations
+    renew_deadline = renew_deadline or lease_duration * 2 / 3
+    retry_period = retry_period or lease_duration * 2 / 15
+    if not lease_duration > renew_deadline > 1.2 * retry_period > 0:
+        raise click.UsageError(
+            "need --lease-duration > --renew-deadline > 1.2 x --retry-period > 0"
+        )
+    os.environ["GPUALLOC_LEASE_SECONDS"] = str(lease_duration)
+    os.environ["GPUALLOC_RENEW_DEADLINE_SECONDS"] = str(renew_deadline)
+    os.environ["GPUALLOC_RETRY_PERIOD_SECONDS"] = str(retry_period)
+    # `kill -USR1 <pid>` prints every thread's stack to the log: where a wedged replica hangs
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -90,8 +144,8 @@ def run_command(
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if metrics_port:
         start_http_server(metrics_port, addr=metrics_address)
+    # /healthz is gpualloc's own (controller/liveness.py), served once the handlers start
     kopf.run(
         clusterwide=True,
         standalone=True,  # leader election is gpualloc's own Lease, see controller/leader.py
-        liveness_endpoint=f"http://0.0.0.0:{health_port}/healthz" if health_port else None,
     )

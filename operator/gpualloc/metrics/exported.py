@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from typing import Any
 
+from prometheus_client import REGISTRY, Gauge, Histogram
 from prometheus_client import Counter as PromCounter
-from prometheus_client import Gauge, Histogram
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from gpualloc.k8s.convert import created_at
 from gpualloc.model import Plan, Snapshot
@@ -20,33 +23,44 @@ CLUSTER_GPUS = Gauge(
     "gpualloc_cluster_gpus",
     "Allocatable GPUs on managed nodes, by GPU product (node label nvidia.com/gpu.product).",
     ["product"],
+    registry=None,
 )
 ALLOCATED_GPUS = Gauge(
     "gpualloc_allocated_gpus",
     "GPUs held by gpualloc jobs after the last plan, by GPU product.",
     ["product"],
+    registry=None,
 )
 UNHEALTHY_GPUS = Gauge(
-    "gpualloc_unhealthy_gpus", "GPUs taken out of capacity for DCGM XID errors, by node.", ["node"]
+    "gpualloc_unhealthy_gpus",
+    "GPUs taken out of capacity for DCGM XID errors, by node.",
+    ["node"],
+    registry=None,
 )
 JOB_GPUS = Gauge(
     "gpualloc_job_allocated_gpus",
     "GPUs allocated per job (labels: namespace, job_name, kind LLMTrainingJob|LLMInferenceJob, "
     "priority). `job_name`, not `job`: Prometheus keeps `job` for the scrape job.",
     ["namespace", "job_name", "kind", "priority"],
+    registry=None,
 )
 PENDING_JOBS = Gauge(
-    "gpualloc_pending_jobs", "Jobs the last plan could not place, by priority.", ["priority"]
+    "gpualloc_pending_jobs",
+    "Jobs the last plan could not place, by priority.",
+    ["priority"],
+    registry=None,
 )
 JOB_WAIT = Gauge(
     "gpualloc_job_wait_seconds",
     "How long each waiting job has waited since creation (labels: namespace, job_name, priority).",
     ["namespace", "job_name", "priority"],
+    registry=None,
 )
 JOBS = Gauge(
     "gpualloc_jobs",
     "Jobs by status.phase (Pending, Unschedulable, Allocated, Running, ...).",
     ["phase"],
+    registry=None,
 )
 SOLVE_DURATION = Histogram(
     "gpualloc_solve_duration_seconds",
@@ -61,12 +75,14 @@ ROUND_DURATION = Histogram(
 SOLVER_GAP = Gauge(
     "gpualloc_solver_gap_ratio",
     "Relative gap between the plan and the solver's proven bound (0 = optimal).",
+    registry=None,
 )
 SOLVER_STATUS = Gauge(
     "gpualloc_solver_status",
     "1 for the CP-SAT status of the last solve (label status: OPTIMAL, FEASIBLE, INFEASIBLE, "
     "UNKNOWN, MODEL_INVALID), 0 for the others.",
     ["status"],
+    registry=None,
 )
 ROUNDS = PromCounter("gpualloc_rounds_total", "Planning rounds run, by solver status.", ["status"])
 ROUND_ERRORS = PromCounter("gpualloc_round_errors_total", "Planning rounds that failed.")
@@ -75,8 +91,9 @@ PLACED_PODS = PromCounter("gpualloc_placed_pods_total", "Pods pinned to a node a
 FRAGMENTED = Gauge(
     "gpualloc_fragmented_gpus",
     "Free GPUs on nodes that are partly used (cannot host a whole-node worker).",
+    registry=None,
 )
-FREE_NODES = Gauge("gpualloc_whole_free_nodes", "GPU nodes with every GPU free.")
+FREE_NODES = Gauge("gpualloc_whole_free_nodes", "GPU nodes with every GPU free.", registry=None)
 PROMETHEUS_UP = Gauge(
     "gpualloc_prometheus_up",
     "1 if the last Prometheus query worked, 0 if "
@@ -92,14 +109,73 @@ AUTOSCALING_DEMAND = Gauge(
     "gpualloc_autoscaling_demand",
     "Demand of an autoscaled LLMInferenceJob, as its spec.autoscaling.query measured it.",
     ["namespace", "job_name"],
+    registry=None,
 )
 AUTOSCALING_DESIRED = Gauge(
     "gpualloc_autoscaling_desired_replicas",
     "Replicas an autoscaled LLMInferenceJob wants: ceil(demand / targetPerReplica) within "
     "minReplicas..maxReplicas.",
     ["namespace", "job_name"],
+    registry=None,
 )
 IS_LEADER = Gauge("gpualloc_leader", "1 on the replica that holds the leader lease.")
+
+# What a planning round computes: only the leader runs rounds, so a former leader's values are
+# stale the moment it loses the lease; they are cleared then.
+ROUND_GAUGES: tuple[Gauge, ...] = (
+    CLUSTER_GPUS,
+    ALLOCATED_GPUS,
+    JOB_GPUS,
+    PENDING_JOBS,
+    JOB_WAIT,
+    JOBS,
+    SOLVER_GAP,
+    SOLVER_STATUS,
+    FRAGMENTED,
+    FREE_NODES,
+)
+# Exported by the leader alone (registry=None above, collected through _LeaderOnly): with two
+# replicas, sum() over a cluster's series must not count allocation or GPU health twice. Every
+# replica reads Prometheus (so a new leader starts informed); only the leader exports it.
+LEADER_ONLY: tuple[Gauge, ...] = (
+    *ROUND_GAUGES,
+    UNHEALTHY_GPUS,
+    AUTOSCALING_DEMAND,
+    AUTOSCALING_DESIRED,
+)
+
+
+class _LeaderOnly(Collector):
+    """Collects the leader-only gauges while this replica leads, nothing otherwise."""
+
+    def __init__(self, gauges: tuple[Gauge, ...]) -> None:
+        self.gauges = gauges
+        self.leading = False
+
+    def describe(self) -> Iterable[Metric]:
+        return [m for g in self.gauges for m in g.describe()]
+
+    def collect(self) -> Iterable[Metric]:
+        if not self.leading:
+            return []
+        return [m for g in self.gauges for m in g.collect()]
+
+
+_LEADER_ONLY = _LeaderOnly(LEADER_ONLY)
+REGISTRY.register(_LEADER_ONLY)
+
+
+def leadership_changed(leading: bool) -> None:
+    """gpualloc_leader, and the leader-only gauges exported only while leading. On losing the
+    lease the round's gauges are cleared too, so a later term never shows the last one's."""
+    IS_LEADER.set(1 if leading else 0)
+    _LEADER_ONLY.leading = leading
+    if not leading:
+        for gauge in ROUND_GAUGES:
+            gauge.clear()  # every labelled series gone (a no-op on the unlabelled ones)
+        for gauge in (SOLVER_GAP, FRAGMENTED, FREE_NODES):
+            gauge.set(0)
+
 
 _STATUSES = ("OPTIMAL", "FEASIBLE", "INFEASIBLE", "UNKNOWN", "MODEL_INVALID")
 
