@@ -11,14 +11,18 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import socket
 from typing import Any
 
 import kopf
 import kubernetes.client
 
-from gpualloc.controller.leader import LeaderElector
-from gpualloc.controller.podwatch import PodWatch, pod_fingerprint, pod_key
+from gpualloc.controller.leader import JITTER as LEASE_JITTER
+from gpualloc.controller.leader import LeaderElector, follow_leadership
+from gpualloc.controller.liveness import Liveness
+from gpualloc.controller.liveness import round_deadline as liveness_round_deadline
+from gpualloc.controller.observe import Observer
 from gpualloc.controller.prometheus_input import PrometheusInput
 from gpualloc.controller.reconcile import Reconciler
 from gpualloc.k8s.client import Kube, load_config
@@ -30,7 +34,14 @@ log = logging.getLogger("gpualloc.controller")
 class Controller:
     """The debounced planning loop plus leader election."""
 
-    def __init__(self, kube: Kube, elector: LeaderElector, debounce: float, resync: float) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        elector: LeaderElector,
+        debounce: float,
+        resync: float,
+        round_deadline: float | None = None,
+    ) -> None:
         self.kube = kube
         self.elector = elector
         self.reconciler = Reconciler(kube)
@@ -40,6 +51,11 @@ class Controller:
         self.fingerprints: dict[str, Any] = {}
         self.rounds = 0
         self.last_change = 0.0  # event-loop time of the latest poke
+        # lambdas: read when /healthz is asked (the policy may change resync)
+        self.liveness = Liveness(
+            liveness_round_deadline(lambda: self.resync, round_deadline),
+            lease_progress=lambda: self.elector.attempted_at,
+        )
 
     def poke(self, key: str | None = None, fingerprint: Any = None) -> None:
         """Mark dirty; with a key, only when what matters about that object changed."""
@@ -58,18 +74,18 @@ class Controller:
             with contextlib.suppress(TimeoutError):  # a timeout is the periodic re-plan
                 await asyncio.wait_for(self.dirty.wait(), timeout=self.resync)
             await self._quiet()
-            try:
-                leading = await asyncio.to_thread(self.elector.try_acquire_or_renew)
-            except Exception:
-                log.exception("leader election failed")
-                leading = False
-            metrics.IS_LEADER.set(1 if leading else 0)
-            if not leading:
-                continue
+            elector = self.elector
+            # a round starts only right after a successful renew (within a retry period), so
+            # it has most of a renew deadline ahead before its writes must stop (may_write)
+            if elector.still_leading() and not elector.renewed_within(elector.retry_period):
+                await elector.renew_now()
+            if not elector.still_leading():
+                continue  # a follower: the lease loop wakes us when we lead
             try:
                 stats = await asyncio.to_thread(self.reconciler.run_round)
                 metrics.record_round(stats)
                 self.rounds += 1
+                self.liveness.round_completed()
                 self._apply_policy_timing(stats.policy_spec)
             except Exception:
                 log.exception("planning round failed; retrying")
@@ -92,18 +108,16 @@ class Controller:
             await asyncio.sleep(wake - loop.time())
 
     async def renew(self) -> None:
-        """Keep the lease while idle; a new leader plans at once."""
+        """The lease loop, as client-go's: the leader renews every retry period, followers
+        try to acquire every 1 to 2.2 retry periods (jittered). A new leader plans at once."""
+        elector = self.elector
         while True:
-            await asyncio.sleep(self.elector.duration / 3)
-            was = self.elector.leading
-            try:
-                now = await asyncio.to_thread(self.elector.try_acquire_or_renew)
-            except Exception:
-                log.exception("lease renewal failed")
-                continue
-            metrics.IS_LEADER.set(1 if now else 0)
+            was = elector.still_leading()
+            now = await elector.renew_now()
             if now and not was:
                 self.dirty.set()
+            jitter = 0.0 if now else random.uniform(0, LEASE_JITTER)
+            await asyncio.sleep(elector.retry_period * (1 + jitter))
 
     def _apply_policy_timing(self, spec: dict[str, Any]) -> None:
         self.debounce = float(spec.get("debounceSeconds", self.debounce))
@@ -123,11 +137,6 @@ class NoDiffBase(kopf.DiffBaseStorage):
 
     def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
         return None
-
-
-def _controller(memo: Any) -> Controller:
-    controller: Controller = memo.controller
-    return controller
 
 
 @kopf.on.login()
@@ -154,35 +163,66 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo:
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.watching.server_timeout = int(os.environ.get("GPUALLOC_WATCH_TIMEOUT", "60"))
+    # Kopf's own requests get deadlines too: a stalled connection fails and is retried
+    settings.watching.connect_timeout = 10
+    settings.watching.client_timeout = settings.watching.server_timeout + 30
+    settings.networking.connect_timeout = 10
+    settings.networking.request_timeout = 60
     settings.posting.level = logging.WARNING
     settings.persistence.diffbase_storage = NoDiffBase()
-    kube = Kube()
     identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+    kube = Kube(user_agent=f"gpualloc/{identity}")
     namespace = os.environ.get("GPUALLOC_LEASE_NAMESPACE", "default")
-    elector = LeaderElector(kube, namespace, identity)
+    elector = LeaderElector(
+        kube,
+        namespace,
+        identity,
+        lease_duration=float(os.environ.get("GPUALLOC_LEASE_SECONDS", "15")),
+        renew_deadline=float(os.environ.get("GPUALLOC_RENEW_DEADLINE_SECONDS", "10")),
+        retry_period=float(os.environ.get("GPUALLOC_RETRY_PERIOD_SECONDS", "2")),
+    )
     controller = Controller(
         kube,
         elector,
         debounce=float(os.environ.get("GPUALLOC_DEBOUNCE_SECONDS", "1")),
         resync=float(os.environ.get("GPUALLOC_RESYNC_SECONDS", "60")),
+        round_deadline=float(os.environ.get("GPUALLOC_ROUND_DEADLINE_SECONDS") or 0) or None,
     )
     memo.controller = controller
     prometheus = PrometheusInput(
         kube, controller.reconciler, controller.poke, lambda: controller.elector.leading
     )
-    # pods are watched outside Kopf (podwatch.py); the watch pokes the loop from its thread
+    # nodes, pods, jobs, Services and the policy are watched by informers (observe.py),
+    # which poke the loop from their threads
     loop = asyncio.get_running_loop()
 
-    def pod_event(event_type: str, pod: dict[str, Any]) -> None:
-        loop.call_soon_threadsafe(controller.poke, pod_key(pod), pod_fingerprint(event_type, pod))
+    def wake(key: str, fingerprint: Any) -> None:
+        loop.call_soon_threadsafe(controller.poke, key, fingerprint)
 
-    memo.pod_watch = PodWatch(kube, pod_event)
-    memo.pod_watch.start()
-    memo.tasks = [
-        asyncio.create_task(controller.run()),
-        asyncio.create_task(controller.renew()),
-        asyncio.create_task(prometheus.run()),
-    ]
+    observer = Observer(kube, wake, int(os.environ.get("GPUALLOC_WATCH_TIMEOUT", "60")))
+    controller.reconciler.observer = observer
+    controller.reconciler.may_write = elector.still_leading
+
+    def leadership(leading: bool) -> None:
+        metrics.leadership_changed(leading)  # a former leader stops exporting leader gauges
+        controller.liveness.leadership(leading)
+
+    memo.observer = observer
+    liveness = controller.liveness
+    for name, thread in observer.start().items():
+        liveness.watch_thread(name, thread)
+    loops = {
+        "planning": controller.run(),
+        "lease": controller.renew(),
+        "leadership": follow_leadership(elector, leadership),
+        "prometheus-input": prometheus.run(),
+    }
+    memo.tasks = [asyncio.create_task(coro, name=name) for name, coro in loops.items()]
+    for task in memo.tasks:
+        liveness.watch_task(task.get_name(), task)
+    health_port = int(os.environ.get("GPUALLOC_HEALTH_PORT") or 0)
+    if health_port:  # 0.0.0.0: the kubelet probes the pod IP
+        memo.tasks.append(asyncio.create_task(liveness.serve("0.0.0.0", health_port)))
     controller.dirty.set()
     log.info("gpualloc controller started as %s (lease %s/gpualloc-leader)", identity, namespace)
 
@@ -191,46 +231,9 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
 async def cleanup(memo: Any, **_: Any) -> None:
     for task in getattr(memo, "tasks", []):
         task.cancel()
-    if getattr(memo, "pod_watch", None) is not None:
-        memo.pod_watch.stop.set()
+    if getattr(memo, "observer", None) is not None:
+        memo.observer.stop()
     controller = getattr(memo, "controller", None)
-    if controller is not None:
-        await asyncio.to_thread(controller.elector.release)
-
-
-@kopf.on.event("gpualloc.io", "v1alpha1", "llmtrainingjobs")
-@kopf.on.event("gpualloc.io", "v1alpha1", "llminferencejobs")
-async def job_changed(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
-    meta = body.get("metadata", {})
-    key = f"job/{meta.get('namespace')}/{meta.get('name')}"
-    # spec changes (incl. kubectl scale) bump the generation; our status writes do not
-    fingerprint = None if type == "DELETED" else meta.get("generation")
-    _controller(memo).poke(key, fingerprint)
-
-
-@kopf.on.event("gpualloc.io", "v1alpha1", "allocationpolicies")
-async def policy_changed(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
-    meta = body.get("metadata", {})
-    fingerprint = None if type == "DELETED" else meta.get("generation")
-    _controller(memo).poke(f"policy/{meta.get('name')}", fingerprint)
-
-
-@kopf.on.event("", "v1", "nodes")
-async def node_changed(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
-    meta, spec, status = body.get("metadata", {}), body.get("spec", {}), body.get("status", {})
-    fingerprint = (
-        None
-        if type == "DELETED"
-        else (
-            tuple(sorted((meta.get("labels") or {}).items())),
-            bool(spec.get("unschedulable")),
-            tuple(
-                sorted(
-                    (t.get("key"), t.get("value"), t.get("effect"))
-                    for t in spec.get("taints") or []
-                )
-            ),
-            tuple(sorted((status.get("allocatable") or {}).items())),
-        )
-    )
-    _controller(memo).poke(f"node/{meta.get('name')}", fingerprint)
+    if controller is not None:  # a hung lease call must not hold up the shutdown
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(controller.elector.release_async(), timeout=5)
