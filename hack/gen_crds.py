@@ -1,59 +1,65 @@
 """Generate crds/*.yaml (the single source of truth for the API) and the Helm chart's copies.
 
-Run `make generate`; a unit test fails when the files drift from this script.
+Run `make generate`; a unit test fails when the files drift from this script. The schemas refuse
+malformed or hostile objects at admission (bounds on every count, size and string; a typed pod
+template for the fields gpualloc reads); hack/crd_schema.py has the builders.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from crd_schema import (
+    INT32_MAX,
+    INT32_MIN,
+    TEMPLATE,
+    Schema,
+    array,
+    boolean,
+    cel_string,
+    integer,
+    label_map,
+    label_value,
+    number,
+    obj,
+    rule,
+    string,
+    validations,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 GROUP = "gpualloc.io"
 VERSION = "v1alpha1"
 PRECISIONS = ["fp32", "bf16", "fp16", "fp8", "int8", "int4"]
 PHASES = ["Pending", "Unschedulable", "Allocated", "Running", "Succeeded", "Failed", "Preempted"]
-
-Schema = dict[str, Any]
-
-
-def obj(description: str, properties: dict[str, Schema], **extra: Any) -> Schema:
-    return {"type": "object", "description": description, "properties": properties, **extra}
-
-
-def integer(description: str, minimum: int | None = None, **extra: Any) -> Schema:
-    schema: Schema = {"type": "integer", "format": "int32", "description": description, **extra}
-    if minimum is not None:
-        schema["minimum"] = minimum
-    return schema
-
-
-def string(description: str, **extra: Any) -> Schema:
-    return {"type": "string", "description": description, **extra}
-
-
-def rule(expr: str, message: str, field_path: str | None = None) -> Schema:
-    r: Schema = {"rule": expr, "message": message}
-    if field_path:
-        r["fieldPath"] = field_path
-    return r
+MAX_COUNT = 512  # workers / replicas of one job
+MAX_GPUS_PER_POD = 64
+MAX_PODS_PER_JOB = 10000  # the largest AllocationPolicy limits.maxPodsPerJob
+MAX_PARAMETERS = 10**15  # 1000T
+# The job names its headless Service (a DNS-1035 label) and pods `<job>-worker-<i>` whose
+# hostname must fit 63 characters with the index up to 511 (`-worker-511` is 11).
+JOB_NAME = "^[a-z]([-a-z0-9]*[a-z0-9])?$"
+JOB_NAME_MAX = 52
+NUMBER = "[0-9]+(\\.[0-9]+)?"
+# What gpualloc.model.sizing.parse_parameters accepts, restricted to a positive number.
+PARAMETERS = "^\\s*([0-9]*[1-9][0-9]*(\\.[0-9]+)?|[0-9]+\\.[0-9]*[1-9][0-9]*)\\s*[KMBGTkmbgt]?\\s*$"
 
 
 GPU = obj(
     "Which GPUs a worker may use.",
     {
-        "products": {
-            "type": "array",
-            "description": "Allowed GPU products (node label nvidia.com/gpu.product), e.g. "
+        "products": array(
+            "Allowed GPU products (node label nvidia.com/gpu.product), e.g. "
             "NVIDIA-H100-80GB-HBM3. Empty means any product.",
-            "items": {"type": "string"},
-            "maxItems": 32,
-        },
+            label_value("A GPU product name."),
+            32,
+        ),
         "minMemoryMiB": integer(
-            "Minimum memory per GPU in MiB (node label nvidia.com/gpu.memory).", 0
+            "Minimum memory per GPU in MiB (node label nvidia.com/gpu.memory).", 0, 2**20
         ),
     },
 )
@@ -63,35 +69,42 @@ MODEL = obj(
     {
         "parameters": {
             "x-kubernetes-int-or-string": True,
-            "description": "Parameter count: an integer or a size such as 7B, 70B, 1.5T.",
-            "x-kubernetes-validations": [
+            "description": "Parameter count: an integer or a size such as 7B, 70B, 1.5T "
+            "(suffixes K, M, B or G, T), at most 1000T.",
+            "minimum": 1,
+            "maximum": MAX_PARAMETERS,
+            "maxLength": 16,
+            "pattern": PARAMETERS,
+            **validations(
                 rule(
-                    "type(self) == int ? self > 0 : "
-                    "self.matches('^[0-9]+(\\\\.[0-9]+)?[KMBGTkmbgt]?$')",
-                    "must be a positive integer or a size such as 7B, 70B or 1.5T",
+                    f"type(self) == int ? self > 0 && self <= {MAX_PARAMETERS} : "
+                    f"self.matches({cel_string(PARAMETERS)}) && "
+                    f"double(self.find({cel_string(NUMBER)})) * "
+                    "{'': 1.0, 'K': 1e3, 'M': 1e6, 'B': 1e9, 'G': 1e9, 'T': 1e12}"
+                    "[self.find('[KMBGTkmbgt]').upperAscii()] <= 1e15",
+                    "must be a positive integer or a size such as 7B, 70B or 1.5T, at most 1000T",
                 )
-            ],
+            ),
         },
-        "precision": string("Numeric precision of the weights.", enum=PRECISIONS, default="bf16"),
+        "precision": string(
+            "Numeric precision of the weights.", 8, enum=PRECISIONS, default="bf16"
+        ),
     },
     required=["parameters"],
 )
 
-TEMPLATE = {
-    "type": "object",
-    "description": "Pod template for each worker or replica (a PodTemplateSpec: metadata and "
-    "spec). gpualloc adds the GPU request, labels, the scheduling gate and node affinity.",
-    "x-kubernetes-preserve-unknown-fields": True,
-}
-
 CONDITION = obj(
     "A status condition.",
     {
-        "type": string("Condition type: Allocated, Ready or Preempted."),
-        "status": string("True, False or Unknown.", enum=["True", "False", "Unknown"]),
-        "reason": string("Machine-readable reason in CamelCase."),
-        "message": string("Human-readable explanation."),
-        "lastTransitionTime": string("When the status last changed.", format="date-time"),
+        "type": string(
+            "Condition type: Allocated, Ready, Preempted, Invalid (jobs) or "
+            "PrometheusReachable (policy).",
+            316,
+        ),
+        "status": string("True, False or Unknown.", 8, enum=["True", "False", "Unknown"]),
+        "reason": string("Machine-readable reason in CamelCase.", 1024),
+        "message": string("Human-readable explanation.", 32768),
+        "lastTransitionTime": string("When the status last changed.", 64, format="date-time"),
         "observedGeneration": {
             "type": "integer",
             "format": "int64",
@@ -101,91 +114,119 @@ CONDITION = obj(
     required=["type", "status"],
 )
 
-STATUS = obj(
-    "Observed state, written by gpualloc.",
-    {
-        "phase": string("Lifecycle phase.", enum=PHASES),
-        "message": string("Why the job is in this phase, e.g. the planner's reason it waits."),
-        "gpus": integer("GPUs currently allocated to the job."),
-        "placed": integer("Workers or replicas currently placed."),
-        "nodes": string("Nodes the job's pods are placed on (comma separated)."),
-        "desiredReplicas": integer("Replicas wanted (after autoscaling, inference only)."),
-        "selector": string("Label selector of the job's pods (for the scale subresource)."),
-        "observedGeneration": {
-            "type": "integer",
-            "format": "int64",
-            "description": "The spec generation this status reflects.",
-        },
-        "allocation": {
-            "type": "array",
-            "description": "Where each worker or replica is placed.",
-            "items": obj(
-                "One placed worker or replica.",
-                {
-                    "replica": integer("Worker or replica index."),
-                    "node": string("Node name."),
-                    "gpus": integer("GPUs it holds."),
-                },
-            ),
-        },
-        "conditions": {
-            "type": "array",
-            "description": "Allocated, Ready and Preempted conditions.",
-            "items": CONDITION,
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["type"],
-        },
-    },
+CONDITIONS = array(
+    "Conditions by type (Allocated, Ready, Preempted; Invalid when the job cannot be used, "
+    "with the reason).",
+    CONDITION,
+    32,
+    **{"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
 )
+
+
+def job_status(training: bool) -> Schema:
+    restarts = (
+        {"restarts": integer("Times the whole gang was restarted after a worker failed.", 0)}
+        if training
+        else {}
+    )
+    return obj(
+        "Observed state, written by gpualloc.",
+        {
+            "phase": string("Lifecycle phase.", 16, enum=PHASES),
+            "message": string(
+                "Why the job is in this phase, e.g. the planner's reason it waits.", 32768
+            ),
+            "gpus": integer("GPUs currently allocated to the job."),
+            "placed": integer("Workers or replicas currently placed."),
+            "nodes": string("Nodes the job's pods are placed on (comma separated).", 65536),
+            "desiredReplicas": integer("Replicas wanted (after autoscaling, inference only)."),
+            "selector": string(
+                "Label selector of the job's pods (for the scale subresource).", 1024
+            ),
+            "observedGeneration": {
+                "type": "integer",
+                "format": "int64",
+                "description": "The spec generation this status reflects.",
+            },
+            **restarts,
+            "allocation": array(
+                "Where each worker or replica is placed.",
+                obj(
+                    "One placed worker or replica.",
+                    {
+                        "replica": integer("Worker or replica index."),
+                        "node": string("Node name.", 253),
+                        "gpus": integer("GPUs it holds."),
+                    },
+                ),
+                MAX_PODS_PER_JOB,
+            ),
+            "conditions": CONDITIONS,
+        },
+    )
+
 
 COMMON_SPEC = {
     "priority": integer(
-        "Higher always wins over lower; jobs of equal priority: older first.", default=0
+        "Higher always wins over lower; jobs of equal priority: older first.",
+        INT32_MIN,
+        INT32_MAX,
+        default=0,
     ),
     "gpu": GPU,
     "model": MODEL,
     "template": TEMPLATE,
+    "preemptionGracePeriodSeconds": integer(
+        "Seconds a preempted pod gets to checkpoint before it is killed; overrides the "
+        "AllocationPolicy's preemption.gracePeriodSeconds.",
+        0,
+        3600,
+    ),
 }
 
 TRAINING_SPEC = obj(
     "A gang of identical multi-GPU workers, placed all or nothing.",
     {
         **COMMON_SPEC,
-        "workers": integer("Worker pods in the gang. Sized from model when omitted.", 1),
+        "workers": integer("Worker pods in the gang. Sized from model when omitted.", 1, MAX_COUNT),
         "minWorkers": integer(
-            "Elastic gangs run with minWorkers..workers; defaults to workers.", 1
+            "Elastic gangs run with minWorkers..workers; defaults to workers.", 1, MAX_COUNT
         ),
         "gpusPerWorker": integer(
             "GPUs per worker, all on one node (a tensor-parallel group). Sized from model "
             "when omitted.",
             1,
-            maximum=64,
+            MAX_GPUS_PER_POD,
         ),
-        "preemptible": {
-            "type": "boolean",
-            "default": False,
-            "description": "May be evicted (the whole gang) for higher priority.",
-        },
-        "estimatedGPUHours": {
-            "type": "number",
-            "minimum": 0,
-            "description": "Expected GPU hours; used for completion estimates.",
-        },
+        "preemptible": boolean(
+            "May be evicted (the whole gang) for higher priority.", default=False
+        ),
+        "estimatedGPUHours": number("Expected GPU hours; used for completion estimates.", 0, 1e8),
+        "failurePolicy": obj(
+            "What happens when a worker fails.",
+            {
+                "maxRestarts": integer(
+                    "The whole gang is restarted up to this many times, then the job is Failed.",
+                    0,
+                    100,
+                    default=0,
+                )
+            },
+            default={},
+        ),
     },
-    **{
-        "x-kubernetes-validations": [
-            rule(
-                "has(self.gpusPerWorker) || has(self.model)",
-                "gpusPerWorker or model is required",
-                ".gpusPerWorker",
-            ),
-            rule(
-                "!has(self.minWorkers) || !has(self.workers) || self.minWorkers <= self.workers",
-                "minWorkers must be <= workers",
-                ".minWorkers",
-            ),
-        ]
-    },
+    **validations(
+        rule(
+            "has(self.gpusPerWorker) || has(self.model)",
+            "gpusPerWorker or model is required",
+            ".gpusPerWorker",
+        ),
+        rule(
+            "!has(self.minWorkers) || !has(self.workers) || self.minWorkers <= self.workers",
+            "minWorkers must be <= workers",
+            ".minWorkers",
+        ),
+    ),
 )
 
 INFERENCE_SPEC = obj(
@@ -195,52 +236,60 @@ INFERENCE_SPEC = obj(
         "replicas": integer(
             "Desired replicas; with autoscaling gpualloc picks within minReplicas..maxReplicas.",
             0,
+            MAX_COUNT,
             default=1,
         ),
-        "minReplicas": integer("Fewest replicas worth running.", 0, default=1),
-        "maxReplicas": integer("Most replicas autoscaling may ask for.", 1),
+        "minReplicas": integer("Fewest replicas worth running.", 0, MAX_COUNT, default=1),
+        "maxReplicas": integer("Most replicas autoscaling may ask for.", 1, MAX_COUNT),
         "gpusPerReplica": integer(
-            "GPUs per replica, on one node. Sized from model when omitted.", 1, maximum=64
+            "GPUs per replica, on one node. Sized from model when omitted.",
+            1,
+            MAX_GPUS_PER_POD,
         ),
         "autoscaling": obj(
             "Scale replicas by demand measured in Prometheus.",
             {
-                "query": string("PromQL giving the current demand, e.g. requests per second."),
+                "query": string(
+                    "PromQL giving the current demand, e.g. requests per second.", 4096
+                ),
                 "targetPerReplica": {
                     "type": "number",
                     "exclusiveMinimum": True,
                     "minimum": 0,
+                    "maximum": 1e12,
                     "description": "Demand one replica serves.",
                 },
             },
             required=["query", "targetPerReplica"],
         ),
-        "preemptible": {
-            "type": "boolean",
-            "default": False,
-            "description": "May be evicted for higher priority.",
-        },
+        "preemptible": boolean("May be evicted for higher priority.", default=False),
     },
-    **{
-        "x-kubernetes-validations": [
-            rule(
-                "has(self.gpusPerReplica) || has(self.model)",
-                "gpusPerReplica or model is required",
-                ".gpusPerReplica",
-            ),
-            rule(
-                "!has(self.maxReplicas) || self.minReplicas <= self.maxReplicas",
-                "minReplicas must be <= maxReplicas",
-                ".minReplicas",
-            ),
-            rule(
-                "!has(self.maxReplicas) || self.replicas <= self.maxReplicas",
-                "replicas must be <= maxReplicas",
-                ".replicas",
-            ),
-        ]
-    },
+    **validations(
+        rule(
+            "has(self.gpusPerReplica) || has(self.model)",
+            "gpusPerReplica or model is required",
+            ".gpusPerReplica",
+        ),
+        rule(
+            "!has(self.maxReplicas) || self.minReplicas <= self.maxReplicas",
+            "minReplicas must be <= maxReplicas",
+            ".minReplicas",
+        ),
+        rule(
+            "!has(self.maxReplicas) || self.replicas <= self.maxReplicas",
+            "replicas must be <= maxReplicas",
+            ".replicas",
+        ),
+    ),
 )
+
+
+def _allow(what: str) -> Schema:
+    return boolean(
+        f"Let a job's pod template {what}; when false such a job is reported Invalid.",
+        default=False,
+    )
+
 
 POLICY_SPEC = obj(
     "Cluster-wide allocation settings; the AllocationPolicy named `default` applies.",
@@ -248,77 +297,98 @@ POLICY_SPEC = obj(
         "solver": obj(
             "CP-SAT solver limits.",
             {
-                "timeLimitSeconds": {
-                    "type": "number",
-                    "minimum": 0.1,
-                    "default": 10,
-                    "description": "Time limit per planning round.",
-                },
-                "relativeGap": {
-                    "type": "number",
-                    "minimum": 0,
-                    "maximum": 1,
-                    "default": 0,
-                    "description": "Stop when within this relative gap of the bound.",
-                },
-                "workers": integer("CP-SAT search workers (threads).", 1, default=2),
+                "timeLimitSeconds": number("Time limit per planning round.", 0.1, 600, default=10),
+                "relativeGap": number(
+                    "Stop when within this relative gap of the bound.", 0, 1, default=0
+                ),
+                "workers": integer("CP-SAT search workers (threads).", 1, 64, default=2),
             },
+            default={},
         ),
         "preemption": obj(
             "Evicting lower-priority preemptible gangs.",
             {
-                "enabled": {
-                    "type": "boolean",
-                    "default": True,
-                    "description": "Allow evictions at all.",
-                },
-                "maxEvictionsPerRound": integer("At most this many jobs evicted per round.", 0),
+                "enabled": boolean("Allow evictions at all.", default=True),
+                "maxEvictionsPerRound": integer(
+                    "At most this many jobs evicted per round.", 0, 10000
+                ),
+                "gracePeriodSeconds": integer(
+                    "Seconds a preempted pod gets to checkpoint before it is killed (a job's "
+                    "spec.preemptionGracePeriodSeconds overrides it).",
+                    0,
+                    3600,
+                    default=30,
+                ),
             },
+            default={},
         ),
         "weights": obj(
             "Relative weights inside the lower objective levels.",
             {
-                "fragmentation": integer("Weight of keeping whole nodes free.", 0, default=1),
+                "fragmentation": integer("Weight of keeping whole nodes free.", 0, 1000, default=1),
                 "throughput": integer(
-                    "Weight of faster products for higher priority.", 0, default=1
+                    "Weight of faster products for higher priority.", 0, 1000, default=1
                 ),
             },
+            default={},
         ),
-        "throughput": {
-            "type": "object",
-            "description": "Relative speed per GPU product (1.0 = baseline), e.g. "
-            "NVIDIA-H100-80GB-HBM3: 3.0.",
-            "additionalProperties": {"type": "number", "minimum": 0},
-        },
-        "debounceSeconds": {
-            "type": "number",
-            "minimum": 0,
-            "default": 1,
-            "description": "Changes within this window are planned together.",
-        },
-        "resyncSeconds": {
-            "type": "number",
-            "minimum": 1,
-            "default": 60,
-            "description": "Periodic safety re-plan interval.",
-        },
-        "nodeSelector": {
-            "type": "object",
-            "description": "Only nodes with all these labels are managed; empty = all GPU nodes.",
-            "additionalProperties": {"type": "string"},
-        },
+        "throughput": label_map(
+            "Relative speed per GPU product (1.0 = baseline), e.g. NVIDIA-H100-80GB-HBM3: 3.0.",
+            256,
+            number("Speed relative to the baseline.", 0, 1000),
+        ),
+        "limits": obj(
+            "Bounds on what one job may cost the planner.",
+            {
+                "maxPodsPerJob": integer(
+                    "Sizing never produces more pods (workers or replicas) for one job.",
+                    1,
+                    MAX_PODS_PER_JOB,
+                    default=512,
+                )
+            },
+            default={},
+        ),
+        "security": obj(
+            "Pod template settings a job may use; creating a job must not grant more than "
+            "creating the pod would.",
+            {
+                "allowServiceAccountName": _allow("set serviceAccountName"),
+                "allowPrivileged": _allow("run privileged containers"),
+                "allowHostPath": _allow("mount hostPath volumes"),
+                "allowHostNetwork": _allow("set hostNetwork"),
+                "allowHostPID": _allow("set hostPID"),
+                "allowHostIPC": _allow("set hostIPC"),
+            },
+            default={},
+        ),
+        "unboundTimeoutSeconds": integer(
+            "A placed pod still unbound after this long is reported and its gang re-planned.",
+            10,
+            86400,
+            default=120,
+        ),
+        "debounceSeconds": number(
+            "Changes within this window are planned together.", 0, 60, default=1
+        ),
+        "resyncSeconds": number("Periodic safety re-plan interval.", 1, 86400, default=60),
+        "nodeSelector": label_map(
+            "Only nodes with all these labels are managed; empty = all GPU nodes.",
+            64,
+            label_value("Required label value."),
+        ),
         "prometheus": obj(
             "Where to read GPU health and inference demand.",
             {
-                "url": string("Prometheus base URL, e.g. http://prometheus:9090."),
-                "intervalSeconds": {
-                    "type": "number",
-                    "minimum": 1,
-                    "default": 15,
-                    "description": "Polling interval.",
-                },
+                "url": string(
+                    "Prometheus base URL, e.g. http://prometheus:9090.",
+                    2048,
+                    pattern="^(https?://.+)?$",
+                ),
+                "intervalSeconds": number("Polling interval.", 1, 3600, default=15),
                 "unhealthyGPUQuery": string(
                     "PromQL returning one series per unhealthy GPU (labels Hostname, gpu).",
+                    4096,
                     default="max by (Hostname, gpu) "
                     "(max_over_time(DCGM_FI_DEV_XID_ERRORS[5m])) > 0",
                 ),
@@ -330,15 +400,29 @@ POLICY_SPEC = obj(
 POLICY_STATUS = obj(
     "Observed state, written by gpualloc.",
     {
-        "conditions": {
-            "type": "array",
-            "description": "PrometheusReachable and similar conditions.",
-            "items": CONDITION,
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["type"],
-        },
-        "lastStatus": string("Solver status of the last planning round (OPTIMAL, FEASIBLE, ...)."),
+        "conditions": array(
+            "PrometheusReachable and similar conditions.",
+            CONDITION,
+            32,
+            **{"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+        ),
+        "lastStatus": string(
+            "Solver status of the last planning round (OPTIMAL, FEASIBLE, ...).", 64
+        ),
     },
+)
+
+# Checked on create only (names are immutable): an object created before this rule existed
+# stays updatable, so its status, finalizers and deletion keep working.
+NAME_RULE = rule(
+    f"oldSelf.hasValue() || (size(self.metadata.name) <= {JOB_NAME_MAX} && "
+    f"self.metadata.name.matches({cel_string(JOB_NAME)}))",
+    f"metadata.name must be a DNS-1035 label of at most {JOB_NAME_MAX} characters (lower case "
+    "letters, digits and '-', starting with a letter): it names the job's Service and pod "
+    "hostnames",
+    ".metadata.name",
+    optionalOldSelf=True,
+    reason="FieldValueInvalid",
 )
 
 
@@ -362,6 +446,7 @@ def crd(
     status: Schema,
     printer: list[Schema],
     scale: bool = False,
+    root_rules: tuple[Schema, ...] = (),
 ) -> Schema:
     subresources: Schema = {"status": {}}
     if scale:
@@ -379,6 +464,11 @@ def crd(
     }
     if short:
         names["shortNames"] = short
+    # Only metadata.name may be described; its maxLength bounds the root rule's CEL cost.
+    metadata: Schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string", "maxLength": 253}},
+    }
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -398,13 +488,14 @@ def crd(
                         "openAPIV3Schema": obj(
                             f"{kind}: an object of the gpualloc.io API (see the gpualloc README).",
                             {
-                                "apiVersion": string("API version of this object."),
-                                "kind": string("Kind of this object."),
-                                "metadata": {"type": "object"},
+                                "apiVersion": string("API version of this object.", 253),
+                                "kind": string("Kind of this object.", 63),
+                                "metadata": metadata,
                                 "spec": spec,
                                 "status": status,
                             },
                             required=["spec"] if scope == "Namespaced" else [],
+                            **(validations(*root_rules) if root_rules else {}),
                         )
                     },
                 }
@@ -420,8 +511,9 @@ CRDS = {
         ["ltj"],
         "Namespaced",
         TRAINING_SPEC,
-        STATUS,
+        job_status(training=True),
         columns("Workers", ".status.placed"),
+        root_rules=(NAME_RULE,),
     ),
     "llminferencejobs.yaml": crd(
         "LLMInferenceJob",
@@ -429,16 +521,17 @@ CRDS = {
         ["lij"],
         "Namespaced",
         INFERENCE_SPEC,
-        STATUS,
+        job_status(training=False),
         columns("Replicas", ".status.placed"),
         scale=True,
+        root_rules=(NAME_RULE,),
     ),
     "allocationpolicies.yaml": crd(
         "AllocationPolicy",
         "allocationpolicies",
         ["ap"],
         "Cluster",
-        POLICY_SPEC,
+        {**POLICY_SPEC, "default": {}},
         POLICY_STATUS,
         [
             {"name": "Last Status", "type": "string", "jsonPath": ".status.lastStatus"},
