@@ -307,6 +307,10 @@ POD_SPEC = open_obj(
             "security.allowServiceAccountName is true.",
             253,
         ),
+        "serviceAccount": string(
+            "Deprecated alias of serviceAccountName, judged the same way.", 253
+        ),
+        "nodeName": string("Must not be set: gpualloc chooses the node of each pod.", 253),
         "hostNetwork": boolean(
             "Use the node's network namespace; refused unless security.allowHostNetwork."
         ),
@@ -314,6 +318,14 @@ POD_SPEC = open_obj(
         "hostIPC": boolean("Use the node's IPC namespace; refused unless security.allowHostIPC."),
         "volumes": array("Volumes.", VOLUME, 256),
     },
+    **validations(
+        rule(
+            "!has(self.nodeName)",
+            "nodeName must not be set: gpualloc places the pods (use nodeSelector or node "
+            "affinity to restrict the nodes)",
+            ".nodeName",
+        )
+    ),
 )
 
 TEMPLATE = open_obj(

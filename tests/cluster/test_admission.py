@@ -8,6 +8,7 @@ the schema, CEL rules) and nothing is stored in the shared cluster."""
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import subprocess
 from typing import Any
@@ -86,6 +87,12 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         training(**pod_spec(tolerations=[{"operator": "Exists", "effect": "Sometimes"}])),
         "tolerations[0].effect",
     ),
+    (
+        "toleration Exists with a value",
+        training(**pod_spec(tolerations=[{"key": "k", "operator": "Exists", "value": "v"}])),
+        "spec.template.spec.tolerations[0].value",
+    ),
+    ("nodeName set", training(**pod_spec(nodeName="gpu-1")), "spec.template.spec.nodeName"),
     (
         "nodeSelector value not a string",
         training(**pod_spec(nodeSelector={"pool": 5})),
@@ -283,46 +290,99 @@ def test_new_fields_get_their_defaults(kube: Kube, crds: None) -> None:
     assert json.loads(job.stdout)["spec"]["failurePolicy"] == {"maxRestarts": 0}
 
 
-def test_status_takes_restarts_and_an_invalid_condition(kube: Kube, crds: None) -> None:
-    namespace = kube.create_namespace("adm")
+def create(kube: Kube, doc: dict[str, Any], namespace: str) -> None:
+    doc = {**doc, "metadata": {**doc["metadata"], "namespace": namespace}}
+    kube.kubectl("create", "-f", "-", input=json.dumps(doc))
+
+
+def test_status_takes_restarts_and_an_invalid_condition(
+    kube: Kube, crds: None, namespace: str
+) -> None:
+    # restricted to a node pool that does not exist: an operator running on this cluster
+    # creates no pods for it
+    create(kube, training("st", **pod_spec(nodeSelector={"pool": "none"})), namespace)
+    status = {
+        "phase": "Failed",
+        "message": "spec.template.spec.serviceAccountName is not allowed by the policy",
+        "restarts": 2,
+        "conditions": [
+            {
+                "type": "Invalid",
+                "status": "True",
+                "reason": "NotAllowed",
+                "message": "spec.template.spec.serviceAccountName is not allowed by the policy",
+                "lastTransitionTime": "2025-01-01T00:00:00Z",
+            }
+        ],
+    }
+    patched = kube.kubectl(
+        "patch", "-n", namespace, "llmtrainingjob", "st", "--subresource=status",
+        "--type=merge", "-p", json.dumps({"status": status}), "--dry-run=server", "-o", "json",
+    )  # fmt: skip
+    got = json.loads(patched.stdout)["status"]
+    assert got["restarts"] == 2
+    assert [c["type"] for c in got["conditions"]] == ["Invalid"]
+
+
+PROBE_GROUP = "admission.gpualloc.test"
+
+
+def probe_crd(with_name_rule: bool) -> dict[str, Any]:
+    """The LLMTrainingJob CRD under another group and kind, with or without the name rule, so
+    the upgrade path is tried without touching the shared cluster's gpualloc CRDs."""
+    crd = copy.deepcopy(_generator().CRDS["llmtrainingjobs.yaml"])
+    crd["metadata"]["name"] = f"admissionprobes.{PROBE_GROUP}"
+    crd["spec"]["group"] = PROBE_GROUP
+    crd["spec"]["names"] = {"kind": "AdmissionProbe", "plural": "admissionprobes"}
+    root = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    if not with_name_rule:
+        del root["x-kubernetes-validations"]
+    return crd
+
+
+def _generator() -> Any:
+    spec = importlib.util.spec_from_file_location("gen_crds", REPO / "hack" / "gen_crds.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_job_named_before_the_rule_stays_updatable(kube: Kube, namespace: str) -> None:
+    """The name rule is checked on create only: an existing job with a name the rule now
+    refuses still takes status writes, label changes and deletion (finalizers removed)."""
+    crd = probe_crd(with_name_rule=False)
+    kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(crd))
     try:
+        kube.kubectl("wait", "--for=condition=Established", f"crd/{crd['metadata']['name']}")
+        old = {**training("7b-old"), "apiVersion": f"{PROBE_GROUP}/v1alpha1"}
+        old["kind"] = "AdmissionProbe"
+        kube.wait_for(
+            lambda: dry_run(kube, {**old, "metadata": {"name": "7b-new", "namespace": namespace}})
+            .returncode == 0,
+            what="the probe CRD served",
+        )  # fmt: skip
+        create(kube, old, namespace)
         kube.kubectl(
-            "apply",
-            "-f",
-            "-",
-            input=json.dumps(
-                {**training("st"), "metadata": {"name": "st", "namespace": namespace}}
-            ),
+            "apply", "--server-side", "--force-conflicts", "-f", "-",
+            input=json.dumps(probe_crd(with_name_rule=True)),
+        )  # fmt: skip
+        new = {**old, "metadata": {"name": "7b-new", "namespace": namespace}}
+        kube.wait_for(
+            lambda: "DNS-1035" in dry_run(kube, new).stderr, what="the name rule in force"
         )
-        status = {
-            "phase": "Failed",
-            "message": "spec.template: serviceAccountName is not allowed",
-            "restarts": 2,
-            "conditions": [
-                {
-                    "type": "Invalid",
-                    "status": "True",
-                    "reason": "NotAllowed",
-                    "message": "serviceAccountName is not allowed",
-                    "lastTransitionTime": "2025-01-01T00:00:00Z",
-                }
-            ],
-        }
+        probe = ["-n", namespace, "admissionprobe", "7b-old"]
+        kube.kubectl("label", *probe, "team=nlp")
         kube.kubectl(
-            "patch",
-            "-n",
-            namespace,
-            "llmtrainingjob",
-            "st",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            json.dumps({"status": status}),
+            "patch", *probe, "--subresource=status", "--type=merge",
+            "-p", json.dumps({"status": {"phase": "Running", "restarts": 1}}),
+        )  # fmt: skip
+        kube.kubectl("patch", *probe, "--type=merge", "-p", '{"metadata":{"finalizers":["x/y"]}}')
+        kube.kubectl("delete", *probe, "--wait=false")
+        kube.kubectl("patch", *probe, "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
+        kube.wait_for(
+            lambda: kube.kubectl("get", *probe, check=False).returncode != 0,
+            what="the probe deleted",
         )
-        got = json.loads(
-            kube.kubectl("get", "-n", namespace, "llmtrainingjob", "st", "-o", "json").stdout
-        )["status"]
-        assert got["restarts"] == 2
-        assert got["conditions"][0]["type"] == "Invalid"
     finally:
-        kube.delete_namespace(namespace)
+        kube.kubectl("delete", "crd", crd["metadata"]["name"], "--wait=false", check=False)
