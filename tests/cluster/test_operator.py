@@ -31,9 +31,11 @@ def operator(
     kube: Kube, crds: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
     op = OperatorProcess(kube.kubeconfig, tmp_path_factory.mktemp("operator")).start()
-    op.wait_leading()
-    yield op
-    op.stop()
+    try:  # stopped even when it never leads: an orphan would hold the lease for the next run
+        op.wait_leading()
+        yield op
+    finally:
+        op.stop()
 
 
 class Env:

@@ -368,3 +368,9 @@ def test_grace_period_per_job_overrides_the_policy() -> None:
     high = gang("high", 1, 8, priority=100)
     d = run([node("a")], [low, high], [pod_of(low, 0, "a")])
     assert deleted(d)["low-worker-0"].grace_seconds == 5
+
+
+def test_a_job_named_against_the_service_rules_is_refused_not_half_run() -> None:
+    d = run([node("a")], [gang("7b-sft", 1, 8), gang("sft-7b", 1, 8)])
+    assert "DNS-1035" in status(d, "7b-sft")["message"]
+    assert created(d, placed=True) == {"sft-7b-worker-0": "a"}

@@ -15,6 +15,7 @@ The time-driven simulator calls this same function.
 from __future__ import annotations
 
 import logging
+import re
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -58,6 +59,7 @@ from gpualloc.model import Job, JobKind, Node, Plan, Policy, RunningPod, Snapsho
 from gpualloc.solver import plan as solve
 
 log = logging.getLogger("gpualloc.decide")
+_NAME = re.compile(r"[a-z]([-a-z0-9]{0,50}[a-z0-9])?")
 Obj = dict[str, Any]
 
 
@@ -356,6 +358,14 @@ def _prepare(
         work.doom([p for p in live if _phase(p) not in ("Succeeded", "Failed")])
         work.outcome = replace(work.outcome, finished=True)
         return
+    name = str((job.get("metadata") or {}).get("name"))
+    if not _NAME.fullmatch(name):  # admission refuses these; jobs created before it did not
+        raise SpecError(
+            f"{kind} {key}",
+            "metadata.name",
+            "must be a DNS-1035 label of at most 52 characters (start with a letter): it "
+            "names the job's Service and its pods' hostnames",
+        )
     check_pod_template(job, policy.allowed_pod_settings)
     desired = state.desired_replicas.get(key)
     if desired is not None:  # autoscaling: never above the cap, whatever Prometheus says
@@ -418,10 +428,12 @@ def _prepare(
             f"{policy.unbound_timeout_seconds}s (a constraint gpualloc does not model: a "
             "hostPort, another extended resource, a volume's zone?); placing it again",
         )
+    # grace 0: a pod on a vanished node has no kubelet to confirm its end, and a pod never
+    # bound or already failed has nothing to shut down
     if training and (lost or unbound):
-        work.doom(list(live))
+        work.doom(list(live), grace=0)
     else:
-        work.doom([*lost, *failed, *unbound])
+        work.doom([*lost, *failed, *unbound], grace=0)
     work.doom([p for p in work.pods if replica_index(p) >= model.replicas], grace=None)
 
     namespace, name = key.split("/", 1)

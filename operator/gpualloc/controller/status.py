@@ -10,6 +10,8 @@ from gpualloc.k8s.convert import JOB_LABEL, committed_node, pod_requests
 from gpualloc.model import JobKind
 
 Obj = dict[str, Any]
+MAX_MESSAGE = 4096
+MAX_NODES_COLUMN = 4096
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,7 @@ def job_report(job: Obj, pods: list[Obj], outcome: Outcome, desired: int, stamp:
         allocation = {}
     if outcome.write_error and phase not in ("Succeeded", "Failed"):
         message = f"{message}; the last API write failed, retrying: {outcome.write_error}"
+    message = message[:MAX_MESSAGE]  # the CRD caps it: a longer status would be refused
 
     nodes = sorted({node for node, _ in allocation.values()})
     previous = old.get("conditions") or []
@@ -131,7 +134,7 @@ def job_report(job: Obj, pods: list[Obj], outcome: Outcome, desired: int, stamp:
         "message": message,
         "gpus": sum(g for _, g in allocation.values()),
         "placed": len(allocation),
-        "nodes": ",".join(nodes),
+        "nodes": _nodes_column(nodes),
         "desiredReplicas": desired,
         "selector": f"{JOB_LABEL}={meta['name']}",
         "observedGeneration": generation,
@@ -192,6 +195,15 @@ def job_report(job: Obj, pods: list[Obj], outcome: Outcome, desired: int, stamp:
     if phase in ("Succeeded", "Failed") and old_phase != phase:
         events.append(("Normal" if phase == "Succeeded" else "Warning", phase, message))
     return Report(status, events)
+
+
+def _nodes_column(nodes: list[str]) -> str:
+    """The Nodes printer column: every node, or as many as fit and a count of the rest."""
+    text = ",".join(nodes)
+    if len(text) <= MAX_NODES_COLUMN:
+        return text
+    shown = text[: MAX_NODES_COLUMN - 32].rsplit(",", 1)[0]
+    return f"{shown},... ({len(nodes) - shown.count(',') - 1} more)"
 
 
 def status_changed(old: Obj, new: Obj) -> bool:

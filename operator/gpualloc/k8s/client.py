@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -92,15 +93,11 @@ class Kube:
         api = self.core.api_client
         headers = {"Content-Type": content_type, "Accept": "application/json"}
         api.update_params_for_auth(headers, [], ["BearerToken"], path, method, body)
-        return api.rest_client.request(
-            method,
-            api.configuration.host + path,
-            query_params=query or [],
-            headers=headers,
-            body=body,
-            _preload_content=False,
-            _request_timeout=timeout or self.timeout,
+        url = api.configuration.host + path + (f"?{urlencode(query)}" if query else "")
+        resp = api.rest_client.request(
+            method, url, headers=headers, body=body, _request_timeout=timeout or self.timeout
         )
+        return resp.response  # urllib3's, unread: `.data` reads it, iterating streams it
 
     def _send(
         self, method: str, path: str, body: Any, content_type: str = "application/json"
