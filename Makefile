@@ -115,8 +115,15 @@ bench: bench-planner bench-operator bench-sim
 bench-planner: setup
 	$(BIN)/gpualloc bench planner --out bench-results/planner.json
 
+# OPERATOR_BENCH=200: 200 nodes, a burst of 500 jobs; OPERATOR_BENCH=1000: 1,000 nodes, a burst
+# of 5,000 pods (about 20 min on 2 cores). Each also times kube-scheduler alone on the same pods.
+OPERATOR_BENCH ?= 200
+OPERATOR_BENCH_ARGS_200 := --out bench-results/operator.json
+OPERATOR_BENCH_ARGS_1000 := --profile hack/profiles/bench-1000.yaml --pods 5000 \
+	--state-dir /tmp/gpualloc-bench-cluster-1000 --out bench-results/operator-1000.json
 bench-operator: setup deps
-	$(BIN)/python hack/bench_operator.py --out bench-results/operator.json
+	$(if $(OPERATOR_BENCH_ARGS_$(OPERATOR_BENCH)),,$(error OPERATOR_BENCH is 200 or 1000))
+	$(BIN)/python hack/bench_operator.py $(OPERATOR_BENCH_ARGS_$(OPERATOR_BENCH))
 
 # Trace-driven simulator: openb (3 pod lists x 5 policies x SEEDS) and Philly gangs;
 # JSON and tables in bench-results/, plot in docs/simulator-openb.png. About 3 min on 2 cores.
