@@ -75,6 +75,7 @@ class Decision:
     placed: int = 0
     created: int = 0
     evicted_jobs: int = 0
+    recheck_in: float | None = None  # seconds until the next placed pod's bind deadline
 
 
 def key_of(obj: Mapping[str, Any]) -> str:
@@ -278,6 +279,7 @@ def decide(state: ClusterState, previous: Plan | None = None) -> Decision:
         placed=placed_total,
         created=len(placed_creates) + len(queued),
         evicted_jobs=len(result.evictions),
+        recheck_in=_next_bind_deadline(state, policy.unbound_timeout_seconds),
     )
 
 
@@ -475,6 +477,20 @@ def _unbound(pods: list[Obj], now: float, timeout: int) -> list[Obj]:
         if at is not None and now - at > timeout:
             stuck.append(pod)
     return stuck
+
+
+def _next_bind_deadline(state: ClusterState, timeout: int) -> float | None:
+    """When the earliest pinned-but-unbound pod's timeout runs out (from now), if any."""
+    deadlines = [
+        at + timeout - state.now
+        for pod in state.pods
+        if not (pod.get("spec") or {}).get("nodeName")
+        and not is_gated(pod)
+        and not _terminating(pod)
+        and (at := _seconds(((pod.get("metadata") or {}).get("annotations") or {}).get(PLACED_AT)))
+        is not None
+    ]
+    return max(1.0, min(deadlines) + 1.0) if deadlines else None
 
 
 def _placement_actions(

@@ -71,8 +71,11 @@ class Controller:
 
     async def run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):  # a timeout is the periodic re-plan
-                await asyncio.wait_for(self.dirty.wait(), timeout=self.resync)
+            # a timeout is the periodic re-plan, or sooner when a placed pod's bind deadline
+            # passes (nothing else would wake the loop for a pod that stays unbound)
+            wait = min(self.resync, self.reconciler.recheck_in or self.resync)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.dirty.wait(), timeout=max(0.1, wait))
             await self._quiet()
             elector = self.elector
             # a round starts only right after a successful renew (within a retry period), so
@@ -171,14 +174,19 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     settings.persistence.diffbase_storage = NoDiffBase()
     identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
-    kube = Kube(user_agent=f"gpualloc/{identity}")
+    kube_agent = f"gpualloc/{identity}"
+    kube = Kube(user_agent=kube_agent)
     namespace = os.environ.get("GPUALLOC_LEASE_NAMESPACE", "default")
+    renew_deadline = float(os.environ.get("GPUALLOC_RENEW_DEADLINE_SECONDS", "10"))
+    # the lease on connections of its own, with a read timeout well inside the renew deadline:
+    # a stale pooled connection costs one retry, not the leadership
+    lease_kube = Kube(threads=1, user_agent=kube_agent, timeout=(2.0, renew_deadline / 3))
     elector = LeaderElector(
-        kube,
+        lease_kube,
         namespace,
         identity,
         lease_duration=float(os.environ.get("GPUALLOC_LEASE_SECONDS", "15")),
-        renew_deadline=float(os.environ.get("GPUALLOC_RENEW_DEADLINE_SECONDS", "10")),
+        renew_deadline=renew_deadline,
         retry_period=float(os.environ.get("GPUALLOC_RETRY_PERIOD_SECONDS", "2")),
     )
     controller = Controller(

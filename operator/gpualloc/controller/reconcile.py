@@ -63,6 +63,7 @@ class Reconciler:
         self.desired_replicas: dict[str, int] = {}  # inference job key -> autoscaled count
         self.backoff = Backoff()
         self.seen: dict[str, int] = {}  # resource kind -> newest version this replica wrote
+        self.recheck_in: float | None = None  # seconds until a placed pod's bind deadline
 
     def run_round(self) -> RoundStats:
         started = time.monotonic()
@@ -74,6 +75,7 @@ class Reconciler:
         read = time.monotonic()
         decision = decide(state, self.previous)
         self.previous = decision.plan
+        self.recheck_in = decision.recheck_in
         planned = time.monotonic()
         for note in decision.notes:
             log.warning("%s", note)
