@@ -10,6 +10,7 @@ lease mid-round stops writing at once.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -203,8 +204,20 @@ def _send(api: Actuator, write: Write | PatchPolicyStatus) -> tuple[str | None, 
         return version, None, 1
     except Exception as err:
         status = getattr(err, "status", None)
-        body = getattr(err, "body", None) or getattr(err, "reason", None) or err
-        return None, f"{status or type(err).__name__}: {str(body)[:300]}", int(bool(status))
+        return None, f"{status or type(err).__name__}: {_reason(err)[:300]}", int(bool(status))
+
+
+def _reason(err: Exception) -> str:
+    """The API server's own message (its Status object), else what the error says."""
+    body = getattr(err, "body", None)
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    if isinstance(body, str) and body:
+        try:
+            return str(json.loads(body).get("message") or body)
+        except (ValueError, AttributeError):
+            return body
+    return str(getattr(err, "reason", None) or err)
 
 
 def _event(api: Actuator, job: Obj, reason: str, message: str) -> None:

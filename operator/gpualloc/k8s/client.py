@@ -32,9 +32,10 @@ class _Loaded:
 
     def __init__(self, resp: Any) -> None:
         self.status, self.reason, self.data = resp.status, resp.reason, resp.data
+        self.headers = resp.headers
 
     def getheaders(self) -> Any:
-        return {}
+        return self.headers
 
 
 class WatchExpired(Exception):
