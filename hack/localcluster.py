@@ -67,6 +67,21 @@ KWOK_STAGES = [
     "pod-complete",
     "pod-delete",
 ]
+# The audit policy of the local apiserver: metadata of every write, so tests can tell which
+# client wrote what (tests/cluster/test_faults.py). Not logged: reads, and the high-volume
+# heartbeats (kwok's node leases and node status).
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: None
+    namespaces: [kube-node-lease]
+  - level: None
+    resources: [{group: "", resources: [nodes/status]}]
+  - level: Metadata
+    verbs: [create, update, patch, delete, deletecollection]
+  - level: None
+"""
 # Taints the control plane puts on nodes that are not (yet) Ready; pods cannot land until gone.
 NOT_READY_TAINTS = {"node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"}
 
@@ -271,6 +286,8 @@ class Cluster:
         self.pids = self.state / "pids"
         self.kubeconfig = self.state / "kubeconfig"
         self.kubectl_path = self.bin / "kubectl"
+        self.audit_policy = self.state / "audit-policy.yaml"
+        self.audit_log = self.logs / "audit.log"  # JSON lines, one audit.k8s.io Event each
 
     # -- state ------------------------------------------------------------------------------
 
@@ -475,6 +492,12 @@ class Cluster:
                 "--authorization-mode=RBAC",
                 "--allow-privileged=true",
                 "--profiling=false",
+                f"--audit-policy-file={self.audit_policy}",
+                f"--audit-log-path={self.audit_log}",
+                # batch: the log is written off the request path; bounded on disk
+                "--audit-log-mode=batch",
+                "--audit-log-maxsize=200",
+                "--audit-log-maxbackup=1",
             ]
         common = [
             f"--kubeconfig={kc}",
@@ -576,6 +599,7 @@ class Cluster:
         shutil.copy(profile_path, self.state / "profile.yaml")
         self._write_pki()
         self._write_auth()
+        self.audit_policy.write_text(AUDIT_POLICY)
         try:
             self._start_and_wait("etcd", 30)
             self._start_and_wait("kube-apiserver", 90)
