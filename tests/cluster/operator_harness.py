@@ -3,16 +3,21 @@ job objects for tests."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 POOL_LABEL = "gpualloc.io/test-pool"
@@ -34,10 +39,27 @@ class OperatorProcess:
         self.kubeconfig = kubeconfig
         self.log_path = log_dir / f"{name}-{uuid.uuid4().hex[:6]}.log"
         self.metrics_port = free_port()
+        self.health_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, lease_namespace: str = "default") -> OperatorProcess:
-        env = {**os.environ, "POD_NAME": self.log_path.stem, "GPUALLOC_WATCH_TIMEOUT": "30"}
+    @property
+    def identity(self) -> str:
+        """The replica's Lease identity (POD_NAME) and User-Agent suffix."""
+        return self.log_path.stem
+
+    def start(
+        self,
+        lease_namespace: str = "default",
+        extra_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> OperatorProcess:
+        """`extra_args` go after the usual flags (a later flag wins); `env` adds variables."""
+        env = {
+            **os.environ,
+            "POD_NAME": self.identity,
+            "GPUALLOC_WATCH_TIMEOUT": "30",
+            **(env or {}),
+        }
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [
@@ -52,11 +74,12 @@ class OperatorProcess:
                     "--metrics-address",
                     "127.0.0.1",
                     "--health-port",
-                    str(free_port()),
+                    str(self.health_port),
                     "--debounce",
                     "0.3",
                     "--lease-namespace",
                     lease_namespace,
+                    *extra_args,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -91,6 +114,32 @@ class OperatorProcess:
             time.sleep(0.3)
         raise TimeoutError(f"operator did not lead within {timeout}s:\n{self.logs()}")
 
+    def healthz(self) -> tuple[int, dict[str, Any]]:
+        """The liveness endpoint's HTTP status and JSON body ((0, {}) when it does not answer)."""
+        url = f"http://127.0.0.1:{self.health_port}/healthz"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"{}")
+        except OSError:
+            return 0, {}
+
+    def pause(self) -> None:
+        """SIGSTOP: frozen mid-flight (its clocks run on), as a stalled VM or a long GC."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGCONT)
+
+    def dump_stacks(self) -> None:
+        """Every thread's stack into the log (faulthandler on SIGUSR1): where a replica hangs."""
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGUSR1)
+            time.sleep(0.5)
+
     def kill(self) -> None:
         """SIGKILL: no clean shutdown, the lease is not released."""
         if self.proc and self.proc.poll() is None:
@@ -107,6 +156,22 @@ class OperatorProcess:
 
     def logs(self) -> str:
         return self.log_path.read_text()[-6000:] if self.log_path.exists() else ""
+
+
+def kubeconfig_copy(
+    source: Path, dest: Path, server: str | None = None, token: str | None = None
+) -> Path:
+    """A copy of a kubeconfig with another server URL (e.g. a proxy) and/or bearer token."""
+    config = yaml.safe_load(source.read_text())
+    for cluster in config["clusters"]:
+        if server:
+            cluster["cluster"]["server"] = server
+    for user in config["users"]:
+        if token:
+            user["user"] = {"token": token}
+    dest.write_text(yaml.safe_dump(config, sort_keys=False))
+    dest.chmod(0o600)
+    return dest
 
 
 def job(
