@@ -223,3 +223,70 @@ def inference(
         gpusPerReplica=gpus,
         **spec,
     )
+
+
+# -- campaign helpers (tests/cluster/test_campaign.py) ------------------------------------
+GATE = "gpualloc.io/placement"
+
+
+def rss_mib(pid: int) -> float | None:
+    """Resident memory (VmRSS) of the Python process `pid` in MiB; None once it is gone.
+
+    Raises if `pid` is not a Python interpreter: the sample must be the operator itself,
+    not a wrapper shell or launcher."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    if not fields.get("Name", "").strip().startswith("python"):
+        raise RuntimeError(f"pid {pid} is {fields.get('Name', '?').strip()!r}, not Python")
+    rss = fields.get("VmRSS")
+    return int(rss.split()[0]) / 1024 if rss else None  # a zombie has no VmRSS
+
+
+def pod_dicts(core: Any, namespace: str) -> list[dict[str, Any]]:
+    """The namespace's pods as plain JSON dicts (cheap enough to sample every half second)."""
+    import json
+
+    resp = core.list_namespaced_pod(namespace, _preload_content=False)
+    items: list[dict[str, Any]] = json.loads(resp.data)["items"]
+    return items
+
+
+def pod_gpus(pod: dict[str, Any]) -> int:
+    """nvidia.com/gpu a pod holds, as kube-scheduler counts it: the sum over containers or
+    the largest init container, whichever is more (a limit alone counts as the request)."""
+
+    def gpus(container: dict[str, Any]) -> int:
+        res = container.get("resources") or {}
+        value = (res.get("requests") or {}).get("nvidia.com/gpu") or (res.get("limits") or {}).get(
+            "nvidia.com/gpu"
+        )
+        return int(value or 0)
+
+    spec = pod.get("spec") or {}
+    main = sum(gpus(c) for c in spec.get("containers") or [])
+    return max([main, *(gpus(c) for c in spec.get("initContainers") or [])])
+
+
+def pod_node(pod: dict[str, Any]) -> str | None:
+    """The node a live pod holds GPUs on: bound there, or ungated and pinned there by a
+    metadata.name matchFields term (kube-scheduler will bind it there)."""
+    spec = pod.get("spec") or {}
+    if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        return None
+    if spec.get("nodeName"):
+        return str(spec["nodeName"])
+    if any(g.get("name") == GATE for g in spec.get("schedulingGates") or []):
+        return None
+    affinity = (spec.get("affinity") or {}).get("nodeAffinity") or {}
+    required = affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {}
+    pins = {
+        value
+        for term in required.get("nodeSelectorTerms") or []
+        for f in term.get("matchFields") or []
+        if f.get("key") == "metadata.name" and f.get("operator") == "In"
+        for value in f.get("values") or []
+    }
+    return pins.pop() if len(pins) == 1 else None

@@ -1,0 +1,1 @@
+"""The bad-input corpus of the cluster campaign (tests/cluster/test_campaign.py)."""
