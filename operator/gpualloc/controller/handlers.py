@@ -171,6 +171,9 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.watching.client_timeout = settings.watching.server_timeout + 30
     settings.networking.connect_timeout = 10
     settings.networking.request_timeout = 60
+    # no Kopf resource handlers are left (informers watch everything); Kopf's CRD watch gives
+    # up after ~1 min of apiserver outage, and a Kopf root task ending stops the operator
+    settings.scanning.disabled = True
     settings.posting.level = logging.WARNING
     settings.persistence.diffbase_storage = NoDiffBase()
     identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
