@@ -116,7 +116,7 @@ bench-planner: setup
 	$(BIN)/gpualloc bench planner --out bench-results/planner.json
 
 # OPERATOR_BENCH=200: 200 nodes, a burst of 500 jobs; OPERATOR_BENCH=1000: 1,000 nodes, a burst
-# of 5,000 pods (about 20 min on 2 cores). Each also times kube-scheduler alone on the same pods.
+# of 5,000 pods (about 13 min on 2 cores). Each also times kube-scheduler alone on the same pods.
 OPERATOR_BENCH ?= 200
 OPERATOR_BENCH_ARGS_200 := --out bench-results/operator.json
 OPERATOR_BENCH_ARGS_1000 := --profile hack/profiles/bench-1000.yaml --pods 5000 \
