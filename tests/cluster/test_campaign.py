@@ -212,15 +212,15 @@ def overbooked(allocatable: dict[str, int]) -> Check:
     """A check: no node's pods hold more GPUs than the node has."""
 
     def check(pods: list[Obj]) -> list[str]:
-        used: Counter[str] = Counter()
+        held: dict[str, list[tuple[str, int]]] = defaultdict(list)
         for pod in pods:
             node = pod_node(pod)
             if node in allocatable:
-                used[node] += pod_gpus(pod)
+                held[node].append((pod["metadata"]["name"], pod_gpus(pod)))
         return [
-            f"node {n}: pods hold {u} GPUs of its {allocatable[n]}"
-            for n, u in used.items()
-            if u > allocatable[n]
+            f"node {n}: pods hold {sum(g for _, g in ps)} GPUs of its {allocatable[n]}: {ps}"
+            for n, ps in held.items()
+            if sum(g for _, g in ps) > allocatable[n]
         ]
 
     return check

@@ -281,4 +281,9 @@ BAD_POLICIES: list[tuple[str, Obj]] = [
     ("throughput-1e308", {"throughput": {H100: 1e308}}),
     ("debounce-huge", {"debounceSeconds": 1e9}),
     ("max-pods-negative", {"limits": {"maxPodsPerJob": -1}}),
-]
+    # the largest values a schema may let through: accepted, they must still be safe
+    ("workers-64", {"solver": {"workers": 64, "timeLimitSeconds": 600}}),
+    ("weights-1000", {"weights": {"fragmentation": 1000, "throughput": 1000},
+                      "throughput": {H100: 1000, "NVIDIA-A100-SXM4-40GB": 0}}),
+    ("max-pods-10000", {"limits": {"maxPodsPerJob": 10_000}, "resyncSeconds": 86_400}),
+]  # fmt: skip
