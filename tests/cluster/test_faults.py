@@ -205,8 +205,9 @@ def test_planning_resumes_after_a_stalled_apiserver_connection(env: Env, tmp_pat
 
         ended = time.monotonic()
         try:
-            env.wait_phase("LLMTrainingJob", "gang", "Running", timeout=RESUME_BOUND)
-            env.wait_phase("LLMInferenceJob", "serve", "Running", timeout=5)
+            for kind, name in (("LLMTrainingJob", "gang"), ("LLMInferenceJob", "serve")):
+                left = ended + RESUME_BOUND - time.monotonic()
+                env.wait_phase(kind, name, "Running", timeout=max(1.0, left))
         except TimeoutError:
             op.dump_stacks()  # which call hangs without a timeout
             raise AssertionError(f"planning did not resume:\n{op.logs()}") from None
@@ -241,8 +242,9 @@ def test_planning_resumes_after_an_apiserver_restart(env: Env, tmp_path: Path) -
         up = time.monotonic()
 
         try:
-            env.wait_phase("LLMTrainingJob", "gang", "Running", timeout=RESUME_BOUND)
-            env.wait_phase("LLMInferenceJob", "serve", "Running", timeout=5)
+            for kind, name in (("LLMTrainingJob", "gang"), ("LLMInferenceJob", "serve")):
+                left = up + RESUME_BOUND - time.monotonic()
+                env.wait_phase(kind, name, "Running", timeout=max(1.0, left))
             print(f"placed {time.monotonic() - up:.1f}s after the apiserver was back")
             env.apply(inference("later", env.namespace, env.pool, replicas=1, gpus=2))
             env.wait_phase("LLMInferenceJob", "later", "Running", timeout=RESUME_BOUND)
