@@ -73,7 +73,8 @@ class Kube:
         # A burst is hundreds of small writes, each waiting on the apiserver rather than on
         # CPU: 48 in flight gave 385 pod creates/s here, 16 gave 150 (hack/bench_operator.py).
         # One connection per worker thread.
-        conn.rest_client.pool_manager.connection_pool_kw["maxsize"] = threads
+        # (+ 8: the informers' long-lived watches must not take the writers' connections)
+        conn.rest_client.pool_manager.connection_pool_kw["maxsize"] = threads + 8
         # Any: the APIs are fed and read as plain dicts, not the client's model classes
         self.core: Any = client.CoreV1Api(conn)
         self.custom: Any = client.CustomObjectsApi(conn)
@@ -92,7 +93,11 @@ class Kube:
         timeout: tuple[float, float] | None = None,
     ) -> Any:
         api = self.core.api_client
-        headers = {"Content-Type": content_type, "Accept": "application/json"}
+        headers = {
+            "Content-Type": content_type,
+            "Accept": "application/json",
+            "User-Agent": api.user_agent,
+        }
         api.update_params_for_auth(headers, [], ["BearerToken"], path, method, body)
         url = api.configuration.host + path + (f"?{urlencode(query)}" if query else "")
         resp = api.rest_client.request(
