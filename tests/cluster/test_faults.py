@@ -256,3 +256,31 @@ def test_planning_resumes_after_an_apiserver_restart(env: Env, tmp_path: Path) -
         assert op.healthz()[0] == 200
     finally:
         op.stop()
+
+
+def test_healthz_fails_while_the_leader_completes_no_round(env: Env, tmp_path: Path) -> None:
+    """A leader that plans no round within --round-deadline is unhealthy (the kubelet would
+    restart it); a follower with nothing to plan stays healthy; a round makes it healthy."""
+    kube = env.kube
+    env.add_nodes(1)
+    idle = ["--round-deadline", "4", "--resync", "600"]  # no periodic round to save it
+    leader = OperatorProcess(kube.kubeconfig, tmp_path, "leader")
+    follower = OperatorProcess(kube.kubeconfig, tmp_path, "follower")
+    try:
+        leader.start(lease_namespace=env.namespace, extra_args=idle).wait_leading()
+        follower.start(lease_namespace=env.namespace, extra_args=idle)
+
+        def unhealthy() -> dict[str, Any] | None:
+            status, body = leader.healthz()
+            return body if status == 500 else None
+
+        body = kube.wait_for(unhealthy, timeout=20, what="the idle leader unhealthy")
+        assert any("planning round" in p for p in body["problems"]), body
+        assert follower.metric("gpualloc_leader") == 0
+        assert follower.healthz()[0] == 200
+        env.apply(inference("wake", env.namespace, env.pool, replicas=1, gpus=1))
+        env.wait_phase("LLMInferenceJob", "wake", "Running")
+        assert leader.healthz()[0] == 200  # the round just completed
+    finally:
+        leader.stop()
+        follower.stop()
