@@ -4,7 +4,8 @@
   paused one, resumed, writes nothing (proved from the apiserver's audit log);
 - the operator's apiserver connections stall (a TCP proxy that stops forwarding): planning
   resumes by itself once they work again, nothing duplicated;
-- the apiserver is killed and restarted: likewise.
+- the apiserver is killed and restarted: likewise;
+- a leader that completes no planning round is unhealthy on /healthz (the kubelet restarts it).
 """
 
 from __future__ import annotations
