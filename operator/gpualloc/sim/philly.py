@@ -19,10 +19,13 @@ GPUs (held by half-placed gangs: they cannot start), and held GPU ratio.
 from __future__ import annotations
 
 import csv
+import math
+import random
 import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from gpualloc.model import Job, JobKind, Node, Policy, RunningPod, Snapshot
@@ -168,3 +171,78 @@ def run_philly(
         "summary": summary,
         "per_window": per_window,
     }
+
+
+# -- the time-driven simulator's view of the trace (sim/timeline.py) ----------------------
+@dataclass(frozen=True)
+class TraceJob:
+    """One Philly job as the time-driven simulator replays it."""
+
+    row: int  # position in arrival order (stable job names across policies)
+    arrival: float  # unix seconds (the trace's timestamps, read as UTC)
+    duration: float  # seconds of work: the truth, never shown to a scheduler
+    gpus: int
+    vc: str  # Philly virtual cluster: a team's queue
+
+    @property
+    def gpu_hours(self) -> float:
+        return self.gpus * self.duration / 3600
+
+
+def read_trace(path: str) -> list[TraceJob]:
+    """Every job of `philly_jobs.csv`, in arrival order (ties in file order)."""
+    with open(path, newline="") as f:
+        rows = [
+            (
+                datetime.fromisoformat(r["timestamp"]).replace(tzinfo=UTC).timestamp(),
+                float(r["duration"]),
+                int(float(r["num_gpus"])),
+                r["cluster"],
+            )
+            for r in csv.DictReader(f)
+        ]
+    rows.sort(key=lambda r: r[0])  # stable: equal timestamps keep file order
+    return [TraceJob(i, *r) for i, r in enumerate(rows)]
+
+
+def window_start(jobs: Sequence[TraceJob], hours: float, seed: int) -> float:
+    """A window start drawn by `seed`, on the hour, so the window lies between the 2nd and
+    98th percentile of arrivals (the trace's first and last weeks hold few jobs a day)."""
+    first = jobs[len(jobs) * 2 // 100].arrival
+    last = jobs[len(jobs) * 98 // 100].arrival - hours * 3600
+    start = random.Random(seed).uniform(first, max(first, last))
+    return start - start % 3600
+
+
+def parse_start(text: str) -> float:
+    """`2017-10-05` or `2017-10-05 06:00[:00]` (UTC) -> unix seconds."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
+
+
+def window_of(jobs: Sequence[TraceJob], start: float, hours: float) -> list[TraceJob]:
+    end = start + hours * 3600
+    return [j for j in jobs if start <= j.arrival < end]
+
+
+def offered_gpu_hours(jobs: Sequence[TraceJob], start: float, hours: float) -> float:
+    """GPU-hours the window's jobs would run inside the window if each started on arrival."""
+    end = start + hours * 3600
+    return sum(j.gpus * min(j.duration, end - j.arrival) for j in jobs) / 3600
+
+
+def nodes_for_load(jobs: Sequence[TraceJob], start: float, hours: float, load: float) -> int:
+    """8-GPU nodes such that the window's offered GPU-hours are `load` x its capacity (and
+    the largest gang fits)."""
+    needed = offered_gpu_hours(jobs, start, hours) / (load * hours * GPUS_PER_NODE)
+    largest = max((j.gpus for j in jobs), default=1)
+    return max(1, math.ceil(needed), math.ceil(largest / GPUS_PER_NODE))
+
+
+def vc_weights(jobs: Sequence[TraceJob]) -> dict[str, float]:
+    """Each virtual cluster's share of the whole trace's GPU-hours: its entitlement (the
+    quota an administrator would give it from history; Philly's own quotas are not public)."""
+    total: dict[str, float] = {}
+    for j in jobs:
+        total[j.vc] = total.get(j.vc, 0.0) + j.gpu_hours
+    whole = sum(total.values()) or 1.0
+    return {vc: hours / whole for vc, hours in sorted(total.items())}
