@@ -24,6 +24,7 @@ from gpualloc.controller.state import (
     DeletePod,
     PatchJobStatus,
     PatchPolicyStatus,
+    PatchQueueStatus,
     PinPod,
     RecordEvent,
     Write,
@@ -51,6 +52,8 @@ class Actuator(Protocol):
     def record_event(self, obj: Obj, type_: str, reason: str, message: str) -> None: ...
 
     def patch_policy_status(self, name: str, status: Obj) -> None: ...
+
+    def patch_queue_status(self, name: str, status: Obj) -> None: ...
 
     def map(self, fn: Callable[[Any], Any], items: list[Any], in_flight: int | None) -> Any: ...
 
@@ -99,7 +102,7 @@ class Acted:
 
 
 # the kinds of objects each write changes (their informers must see it next round)
-def _kind(write: Write | PatchPolicyStatus) -> str:
+def _kind(write: Write | PatchPolicyStatus | PatchQueueStatus) -> str:
     if isinstance(write, (CreatePod, PinPod, DeletePod)):
         return "Pod"
     if isinstance(write, CreateService):
@@ -110,14 +113,14 @@ def _kind(write: Write | PatchPolicyStatus) -> str:
 
 
 def actuate(
-    writes: Iterable[Write | PatchPolicyStatus],
+    writes: Iterable[Write | PatchPolicyStatus | PatchQueueStatus],
     api: Actuator,
     backoff: Backoff,
     jobs: Mapping[str, Obj],
     may_write: Callable[[], bool] = lambda: True,
 ) -> Acted:
     acted = Acted()
-    batches: list[tuple[str, list[Write | PatchPolicyStatus], int | None]] = []
+    batches: list[tuple[str, list[Write | PatchPolicyStatus | PatchQueueStatus], int | None]] = []
     for write in writes:
         stage, in_flight = _stage(write)
         if batches and batches[-1][0] == stage:
@@ -140,9 +143,18 @@ def actuate(
                     continue
                 tried_jobs.add(job)
             todo.append(write)
-        results = list(api.map(lambda w: _send(api, w), todo, in_flight))
+        # asked again before every write: a replica frozen mid-batch (GC pause, SIGSTOP) must
+        # not send the rest of it once it resumes without the lease
+        results = list(
+            api.map(lambda w: _send(api, w) if may_write() else _NOT_SENT, todo, in_flight)
+        )
         reached = 0
-        for write, (version, error, connected) in zip(todo, results, strict=True):
+        for write, result in zip(todo, results, strict=True):
+            if result is _NOT_SENT:
+                acted.stopped = True
+                reached += 1
+                continue
+            version, error, connected = result
             reached += connected
             job = getattr(write, "job", "")
             if error is not None:
@@ -167,22 +179,29 @@ def actuate(
             raise Outage(f"none of {len(todo)} writes reached the API server")
     for job in tried_jobs - failed_jobs:
         backoff.ok(job)
+    if acted.stopped:
+        log.warning("leadership lost mid-round: the rest of the writes were not sent")
     return acted
 
 
-def _stage(write: Write | PatchPolicyStatus) -> tuple[str, int | None]:
+_NOT_SENT = (None, None, 0)  # a write held back: this replica no longer leads
+
+
+def _stage(write: Write | PatchPolicyStatus | PatchQueueStatus) -> tuple[str, int | None]:
     """Batches run in order; queued pods and Services go a few at a time, leaving the
     apiserver to the bindings users wait for."""
     if isinstance(write, CreatePod):
         return ("create-placed", None) if write.placed else ("create-queued", 4)
     if isinstance(write, CreateService):
         return "services", 4
-    if isinstance(write, (PatchJobStatus, RecordEvent, PatchPolicyStatus)):
+    if isinstance(write, (PatchJobStatus, RecordEvent, PatchPolicyStatus, PatchQueueStatus)):
         return "report", None
     return type(write).__name__, None
 
 
-def _send(api: Actuator, write: Write | PatchPolicyStatus) -> tuple[str | None, str | None, int]:
+def _send(
+    api: Actuator, write: Write | PatchPolicyStatus | PatchQueueStatus
+) -> tuple[str | None, str | None, int]:
     """(new resourceVersion, error message, 1 if the API server answered)."""
     try:
         version: str | None = None
@@ -199,6 +218,8 @@ def _send(api: Actuator, write: Write | PatchPolicyStatus) -> tuple[str | None, 
             version = api.patch_job_status(write.kind, write.namespace, write.name, write.status)
         elif isinstance(write, RecordEvent):
             api.record_event(write.obj, write.type, write.reason, write.message)
+        elif isinstance(write, PatchQueueStatus):
+            api.patch_queue_status(write.name, write.status)
         else:
             api.patch_policy_status(write.name, write.status)
         return version, None, 1
@@ -260,6 +281,9 @@ class KubeActuator:
 
     def patch_policy_status(self, name: str, status: Obj) -> None:
         self.kube.patch_policy_status(name, status)
+
+    def patch_queue_status(self, name: str, status: Obj) -> None:
+        self.kube.patch_queue_status(name, status)
 
     def map(self, fn: Callable[[Any], Any], items: list[Any], in_flight: int | None) -> Any:
         return self.kube.map(fn, items, in_flight)

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
@@ -100,10 +101,27 @@ class Kube:
         }
         api.update_params_for_auth(headers, [], ["BearerToken"], path, method, body)
         url = api.configuration.host + path + (f"?{urlencode(query)}" if query else "")
-        resp = api.rest_client.request(
-            method, url, headers=headers, body=body, _request_timeout=timeout or self.timeout
-        )
+        try:
+            resp = api.rest_client.request(
+                method, url, headers=headers, body=body, _request_timeout=timeout or self.timeout
+            )
+        except urllib3.exceptions.HTTPError:
+            self.drop_idle_connections()
+            raise
         return resp.response  # urllib3's, unread: `.data` reads it, iterating streams it
+
+    def drop_idle_connections(self) -> None:
+        """A request that timed out or broke: the pooled connections opened in the same period
+        are likely as dead (a stalled apiserver, a dropped middlebox), and each would cost a
+        read timeout of its own. Drop them all; requests in flight keep theirs."""
+        self.core.api_client.rest_client.pool_manager.clear()
+
+    def _dropping_on_error(self, resp: Any) -> Iterator[bytes]:
+        try:
+            yield from resp
+        except urllib3.exceptions.HTTPError:
+            self.drop_idle_connections()
+            raise
 
     def _send(
         self, method: str, path: str, body: Any, content_type: str = "application/json"
@@ -168,7 +186,7 @@ class Kube:
         if resp.status >= 400:
             raise ApiException(http_resp=_Loaded(resp))
         try:
-            for line in resp:
+            for line in self._dropping_on_error(resp):
                 event: Obj = json.loads(line)
                 if event.get("type") == "ERROR":
                     status = event.get("object") or {}
@@ -301,6 +319,15 @@ class Kube:
         except ApiException as err:
             if err.status != 404:
                 raise
+
+    def patch_queue_status(self, name: str, status: Obj) -> None:
+        """A merge patch of a GPUQueue's status subresource (a 404: deleted meanwhile)."""
+        self._send(
+            "PATCH",
+            f"/apis/{GROUP}/{VERSION}/gpuqueues/{name}/status",
+            {"status": status},
+            "application/merge-patch+json",
+        )
 
     def event(self, obj: Obj, reason: str, message: str, type_: str = "Normal") -> None:
         """A core/v1 Event on `obj`, as `kubectl describe` shows them."""
