@@ -14,6 +14,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from crd_schema import (
+    DNS_LABEL,
     INT32_MAX,
     INT32_MIN,
     TEMPLATE,
@@ -166,13 +167,22 @@ def job_status(training: bool) -> Schema:
     )
 
 
+QUEUE_NAME = string("A GPUQueue name (a DNS-1123 label).", 63, pattern=DNS_LABEL)
+
 COMMON_SPEC = {
     "priority": integer(
-        "Higher always wins over lower; jobs of equal priority: older first.",
+        "Higher always wins over lower; jobs of equal priority: older first. With GPUQueues, "
+        "priority orders jobs inside a queue and may not exceed the queue's maxPriority.",
         INT32_MIN,
         INT32_MAX,
         default=0,
     ),
+    "queue": {
+        **QUEUE_NAME,
+        "description": "The GPUQueue the job runs in (it must list the job's namespace). "
+        "Default: the one queue that lists the namespace, else AllocationPolicy "
+        "spec.defaultQueue.",
+    },
     "gpu": GPU,
     "model": MODEL,
     "template": TEMPLATE,
@@ -368,6 +378,11 @@ POLICY_SPEC = obj(
             86400,
             default=120,
         ),
+        "defaultQueue": {
+            **QUEUE_NAME,
+            "description": "The GPUQueue for jobs of namespaces that no queue lists; unset, "
+            "such jobs wait.",
+        },
         "debounceSeconds": number(
             "Changes within this window are planned together.", 0, 60, default=1
         ),
@@ -423,6 +438,157 @@ NAME_RULE = rule(
     ".metadata.name",
     optionalOldSelf=True,
     reason="FieldValueInvalid",
+)
+
+
+MAX_QUEUE_GPUS = 10**6
+
+
+def _gpus(description: str) -> Schema:
+    return integer(description, 0, MAX_QUEUE_GPUS)
+
+
+QUOTA = obj(
+    "GPUs of one product for the queue.",
+    {
+        "product": string(
+            "A GPU product (node label nvidia.com/gpu.product), or * for every product the "
+            "queue lists no entry for.",
+            63,
+            pattern="^([*]|(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]))$",
+        ),
+        "nominal": _gpus(
+            "GPUs guaranteed to the queue whenever it has the demand; unused, they are lent "
+            "to other queues and reclaimed when needed."
+        ),
+        "borrowingLimit": _gpus(
+            "Most GPUs the queue may use beyond nominal (idle GPUs of other queues); unset: no "
+            "limit."
+        ),
+        "lendingLimit": _gpus(
+            "Most of the queue's unused nominal GPUs other queues may use; the rest stays idle "
+            "for it. Unset: all of it."
+        ),
+    },
+    required=["product", "nominal"],
+    **validations(
+        rule(
+            "!has(self.lendingLimit) || self.lendingLimit <= self.nominal",
+            "lendingLimit must be <= nominal",
+            ".lendingLimit",
+        )
+    ),
+)
+
+QUEUE_SPEC = obj(
+    "A queue of GPU work: the namespaces it serves, its guaranteed quota per GPU product, "
+    "how much it may borrow and lend, its weight in sharing borrowable GPUs, the highest "
+    "priority its jobs may have.",
+    {
+        "namespaces": array(
+            "Namespaces whose jobs may use this queue.",
+            string("A namespace.", 63, pattern=DNS_LABEL),
+            1024,
+            **{"x-kubernetes-list-type": "set"},
+        ),
+        "parent": {
+            **QUEUE_NAME,
+            "description": "A parent GPUQueue: children share its quota (a parent without "
+            "namespaces of its own is a cohort).",
+        },
+        "quota": array(
+            "Quota per GPU product.",
+            QUOTA,
+            64,
+            **{"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["product"]},
+        ),
+        "weight": number(
+            "Share of borrowable GPUs under contention: borrowed GPUs / weight are levelled "
+            "(weighted max-min). 0: only what no other queue wants.",
+            0,
+            1000,
+            default=1,
+        ),
+        "maxPriority": integer(
+            "Jobs in this queue (and its children) may not have a higher spec.priority; such "
+            "jobs are refused (Invalid).",
+            INT32_MIN,
+            INT32_MAX,
+        ),
+        "preemption": obj(
+            "What the queue's jobs may evict.",
+            {
+                "reclaimWithinParent": boolean(
+                    "Evict other queues' preemptible borrowing work to get this queue's "
+                    "nominal quota back.",
+                    default=True,
+                ),
+                "withinQueue": string(
+                    "LowerPriority: a job may evict lower-priority preemptible jobs of the same "
+                    "queue; Never: it waits.",
+                    16,
+                    enum=["LowerPriority", "Never"],
+                    default="LowerPriority",
+                ),
+            },
+            default={},
+        ),
+    },
+)
+
+
+def _per_product(description: str) -> Schema:
+    return {
+        "type": "object",
+        "description": description,
+        "maxProperties": 64,
+        "additionalProperties": integer("GPUs.", 0),
+    }
+
+
+QUEUE_STATUS = obj(
+    "What the last plan gave the queue (and its children), written by gpualloc.",
+    {
+        "usage": _per_product("GPUs held by the queue's jobs, per GPU product."),
+        "nominal": _per_product("Nominal GPUs per quota entry (product or *)."),
+        "borrowed": _per_product("GPUs held beyond nominal, per quota entry."),
+        "gpus": string("GPUs in use / nominal GPUs, e.g. 12/16.", 64),
+        "borrowedGPUs": integer("GPUs held beyond nominal, all entries.", 0),
+        "pendingJobs": integer("Jobs waiting.", 0),
+        "admittedJobs": integer("Jobs placed or running.", 0),
+        "fairShare": {
+            "type": "number",
+            "description": "Borrowed GPUs / weight, the value weighted max-min fairness levels.",
+        },
+        "observedGeneration": {
+            "type": "integer",
+            "format": "int64",
+            "description": "The spec generation this status reflects.",
+        },
+        "conditions": array(
+            "Active: the queue is planned (False with the reason when it cannot be used).",
+            CONDITION,
+            32,
+            **{"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+        ),
+    },
+)
+
+QUEUE_RULES = (
+    rule(
+        f"oldSelf.hasValue() || (size(self.metadata.name) <= 63 && "
+        f"self.metadata.name.matches({cel_string(DNS_LABEL)}))",
+        "metadata.name must be a DNS-1123 label (it is the queue's name in jobs' spec.queue "
+        "and in metrics)",
+        ".metadata.name",
+        optionalOldSelf=True,
+        reason="FieldValueInvalid",
+    ),
+    rule(
+        "!has(self.spec) || !has(self.spec.parent) || self.spec.parent != self.metadata.name",
+        "spec.parent cannot be the queue itself",
+        ".spec.parent",
+    ),
 )
 
 
@@ -537,6 +703,25 @@ CRDS = {
             {"name": "Last Status", "type": "string", "jsonPath": ".status.lastStatus"},
             {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
         ],
+    ),
+    "gpuqueues.yaml": crd(
+        "GPUQueue",
+        "gpuqueues",
+        ["gq"],
+        "Cluster",
+        QUEUE_SPEC,
+        QUEUE_STATUS,
+        [
+            {"name": "Parent", "type": "string", "jsonPath": ".spec.parent"},
+            {"name": "Weight", "type": "number", "jsonPath": ".spec.weight"},
+            {"name": "GPUs", "type": "string", "jsonPath": ".status.gpus"},
+            {"name": "Borrowed", "type": "integer", "jsonPath": ".status.borrowedGPUs"},
+            {"name": "Pending", "type": "integer", "jsonPath": ".status.pendingJobs"},
+            {"name": "Admitted", "type": "integer", "jsonPath": ".status.admittedJobs"},
+            {"name": "Fair Share", "type": "number", "jsonPath": ".status.fairShare"},
+            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        ],
+        root_rules=QUEUE_RULES,
     ),
 }
 

@@ -32,6 +32,7 @@ from gpualloc.controller.pods import (
     pod_name,
     replica_index,
 )
+from gpualloc.controller.queues import queue_writes, read_queues
 from gpualloc.controller.state import (
     ClusterState,
     CreatePod,
@@ -39,6 +40,7 @@ from gpualloc.controller.state import (
     DeletePod,
     PatchJobStatus,
     PatchPolicyStatus,
+    PatchQueueStatus,
     PinPod,
     RecordEvent,
     Write,
@@ -57,6 +59,7 @@ from gpualloc.k8s.convert import (
 )
 from gpualloc.model import Job, JobKind, Node, Plan, Policy, RunningPod, Snapshot
 from gpualloc.solver import plan as solve
+from gpualloc.solver.queues import choose_queue
 
 log = logging.getLogger("gpualloc.decide")
 _NAME = re.compile(r"[a-z]([-a-z0-9]{0,50}[a-z0-9])?")
@@ -68,7 +71,7 @@ class Decision:
     plan: Plan
     snapshot: Snapshot
     policy: Policy
-    writes: tuple[Write | PatchPolicyStatus, ...]
+    writes: tuple[Write | PatchPolicyStatus | PatchQueueStatus, ...]
     phases: Mapping[str, str] = field(default_factory=dict)  # job key -> reported phase
     refused: Mapping[str, str] = field(default_factory=dict)  # job key -> why it is Invalid
     notes: tuple[str, ...] = ()  # problems of no one job: a malformed node, a bad policy
@@ -138,6 +141,8 @@ def decide(state: ClusterState, previous: Plan | None = None) -> Decision:
             nodes.append(node)
     node_names = {n.name for n in nodes}
     all_node_names = {(o.get("metadata") or {}).get("name") for o in state.nodes}
+    queues, queue_errors = read_queues(state.queues)
+    notes += [f"GPUQueue {name} cannot be used: {why}" for name, why in queue_errors.items()]
 
     # -- 2. pods by owner
     jobs_by_key = {key_of(j): j for j in state.jobs}
@@ -172,6 +177,25 @@ def decide(state: ClusterState, previous: Plan | None = None) -> Decision:
             work.outcome = replace(
                 work.outcome, invalid=f"could not be read ({type(err).__name__}: {err})"
             )
+        if state.queues and work.model is not None:  # GPUQueues: the job's queue, or why not
+            job_model = work.model
+            choice = choose_queue(
+                job_model.namespace,
+                job_model.queue,
+                job_model.priority,
+                queues,
+                policy.default_queue,
+            )
+            if choice.refused:
+                work.writes, work.create, work.model = [], {}, None
+                work.outcome = replace(
+                    work.outcome, invalid=f"{job['kind']} {key}: {choice.refused}"
+                )
+            elif choice.waiting:
+                work.model = None
+                work.outcome = replace(work.outcome, unscheduled=choice.waiting)
+            else:
+                work.model = replace(job_model, queue=choice.queue)
 
     # -- 4. plan
     active = {k: w for k, w in works.items() if w.model is not None}
@@ -189,7 +213,7 @@ def decide(state: ClusterState, previous: Plan | None = None) -> Decision:
             held = replace(held, job=None, replica=None)
         running.append(held)
     models = tuple(w.model for w in active.values() if w.model is not None)
-    snapshot = Snapshot(tuple(nodes), tuple(running), models)
+    snapshot = Snapshot(tuple(nodes), tuple(running), models, tuple(queues))
     in_flight = _preemption_in_flight(state, owned, jobs_by_key)
     plan_policy = replace(policy, preemption=False) if in_flight else policy
     result = solve(snapshot, plan_policy, previous)
@@ -268,11 +292,12 @@ def decide(state: ClusterState, previous: Plan | None = None) -> Decision:
             PatchPolicyStatus(state.policy["metadata"]["name"], {"lastStatus": result.status})
         )
     writes = (*deletes, *pins, *placed_creates, *services_to_create, *queued, *reports)
+    queue_patches = queue_writes(state.queues, result, queue_errors, stamp)
     return Decision(
         plan=result,
         snapshot=snapshot,
         policy=policy,
-        writes=(*writes, *policy_writes),
+        writes=(*writes, *policy_writes, *queue_patches),
         phases=phases,
         refused=refused,
         notes=tuple(notes),

@@ -28,6 +28,7 @@ NODES = Resource("/api/v1/nodes", "Node")
 SERVICES = Resource("/api/v1/services", "Service", label_selector=JOB_LABEL)
 POLICIES = Resource(f"/apis/{GROUP}/{VERSION}/allocationpolicies", "AllocationPolicy")
 JOBS = tuple(Resource(f"/apis/{GROUP}/{VERSION}/{p}", k) for k, p in PLURALS.items())
+QUEUES = Resource(f"/apis/{GROUP}/{VERSION}/gpuqueues", "GPUQueue")
 
 
 def node_fingerprint(node: Obj) -> Any:
@@ -90,9 +91,10 @@ class Observer:
             timeout_seconds,
         )
         self.policies = Informer(kube, POLICIES, woken("policy", generation), timeout_seconds)
+        self.queues = Informer(kube, QUEUES, woken("queue", generation), timeout_seconds)
         self.by_kind: dict[str, Informer] = {
             i.resource.kind: i
-            for i in (self.pods, self.nodes, *self.jobs, self.services, self.policies)
+            for i in (self.pods, self.nodes, *self.jobs, self.services, self.policies, self.queues)
         }
 
     def start(self) -> dict[str, threading.Thread]:
@@ -144,4 +146,5 @@ class Observer:
             desired_replicas=dict(desired_replicas),
             now=time.time(),
             write_failures=dict(write_failures),
+            queues=self.queues.store(),
         )

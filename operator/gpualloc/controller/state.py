@@ -26,6 +26,7 @@ class ClusterState:
     desired_replicas: Mapping[str, int] = field(default_factory=dict)  # job key -> autoscaled
     now: float = 0.0  # wall-clock seconds: object timestamps are wall clock
     write_failures: Mapping[str, str] = field(default_factory=dict)  # job key -> last error
+    queues: tuple[Obj, ...] = ()  # GPUQueue objects; none: priorities alone decide
 
 
 # -- the writes, in the order actuate sends them --------------------------------------------
@@ -81,6 +82,12 @@ class RecordEvent:
 class PatchPolicyStatus:
     name: str
     status: Obj
+
+
+@dataclass(frozen=True)
+class PatchQueueStatus:
+    name: str  # the GPUQueue (cluster-scoped)
+    status: Obj  # a merge patch: keys that went away are null
 
 
 Write = DeletePod | PinPod | CreatePod | CreateService | PatchJobStatus | RecordEvent

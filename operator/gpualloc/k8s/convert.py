@@ -19,6 +19,8 @@ from gpualloc.model import (
     Node,
     NodeRequirements,
     Policy,
+    Queue,
+    QueueQuota,
     Requirement,
     RunningPod,
     Taint,
@@ -263,7 +265,17 @@ def pod_from_k8s(obj: Obj) -> RunningPod | None:
         memory_mib=mem,
         job=f"{meta.get('namespace', 'default')}/{job}" if job else None,
         replica=int(replica) if replica is not None and str(replica).isdigit() else None,
+        started=_started(obj),
     )
+
+
+def _started(obj: Obj) -> float:
+    """When a pod started (status.startTime), for choosing the victim that loses least."""
+    stamp = (obj.get("status") or {}).get("startTime")
+    try:
+        return created_at({"metadata": {"creationTimestamp": stamp}}) if stamp else 0.0
+    except (TypeError, ValueError):
+        return 0.0
 
 
 # -- jobs --------------------------------------------------------------------------------
@@ -406,6 +418,9 @@ def job_from_k8s(obj: Obj, nodes: Sequence[Node] = (), desired: int | None = Non
         raise SpecError(ref(obj), "spec.priority", f"must be an integer (got {priority!r})")
     if not -(2**31) <= priority < 2**31:
         raise SpecError(ref(obj), "spec.priority", f"must be a 32-bit integer (got {priority})")
+    queue = spec.get("queue")
+    if queue is not None and not isinstance(queue, str):
+        raise SpecError(ref(obj), "spec.queue", f"must be a queue name (got {queue!r})")
     return Job(
         key=f"{meta.get('namespace', 'default')}/{meta['name']}",
         kind=JobKind(kind),
@@ -418,6 +433,7 @@ def job_from_k8s(obj: Obj, nodes: Sequence[Node] = (), desired: int | None = Non
         preemptible=bool(spec.get("preemptible", False)),
         created=created_at(obj),
         requirements=req,
+        queue=queue or None,
     )
 
 
@@ -464,6 +480,71 @@ def policy_from_k8s(obj: Obj | None) -> Policy:
                 for setting in POD_SETTINGS
                 if security.get(f"allow{setting[0].upper()}{setting[1:]}") is True
             ),
+            default_queue=str(spec["defaultQueue"]) if spec.get("defaultQueue") else None,
         )
     except (TypeError, ValueError) as err:
         raise SpecError(ref(obj), "spec", str(err)) from None
+
+
+# -- queues ------------------------------------------------------------------------------
+def _limit(entry: Mapping[str, Any], key: str, obj: Obj, where: str) -> int | None:
+    value = entry.get(key)
+    if value is None:
+        return None
+    return _bounded_field(value, 0, 10**6, obj, f"{where}.{key}")
+
+
+def _bounded_field(value: Any, lo: int, hi: int, obj: Obj, field: str) -> int:
+    try:
+        return _bounded(value, lo, hi)
+    except ValueError as err:
+        raise SpecError(ref(obj), field, str(err)) from None
+
+
+def queue_from_k8s(obj: Obj) -> Queue:
+    """A GPUQueue (cluster-scoped). The CRD schema refuses most bad specs at admission; this
+    names the field of anything it let through."""
+    meta = obj.get("metadata") or {}
+    if not meta.get("name"):
+        raise SpecError(ref(obj), "metadata.name", "is required")
+    spec = _mapping(obj.get("spec"), obj, "spec")
+    namespaces = _list(spec.get("namespaces"), obj, "spec.namespaces")
+    if not all(isinstance(n, str) for n in namespaces):
+        raise SpecError(ref(obj), "spec.namespaces", "must be a list of namespace names")
+    parent = spec.get("parent")
+    if parent is not None and not isinstance(parent, str):
+        raise SpecError(ref(obj), "spec.parent", "must be a queue name")
+    quota = []
+    for i, entry in enumerate(_objects(spec.get("quota"), obj, "spec.quota")):
+        where = f"spec.quota[{i}]"
+        product = entry.get("product")
+        if not isinstance(product, str) or not product:
+            raise SpecError(ref(obj), f"{where}.product", "must be a GPU product name or *")
+        quota.append(
+            QueueQuota(
+                product,
+                _bounded_field(entry.get("nominal", 0), 0, 10**6, obj, f"{where}.nominal"),
+                _limit(entry, "borrowingLimit", obj, where),
+                _limit(entry, "lendingLimit", obj, where),
+            )
+        )
+    weight = spec.get("weight", 1)
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 <= weight <= 1e3:
+        raise SpecError(ref(obj), "spec.weight", f"must be a number in [0, 1000] (got {weight!r})")
+    limit = spec.get("maxPriority")
+    if limit is not None:
+        limit = _bounded_field(limit, -(2**31), 2**31 - 1, obj, "spec.maxPriority")
+    preemption = _mapping(spec.get("preemption"), obj, "spec.preemption")
+    within = preemption.get("withinQueue", "LowerPriority")
+    if within not in ("LowerPriority", "Never"):
+        raise SpecError(ref(obj), "spec.preemption.withinQueue", "must be LowerPriority or Never")
+    return Queue(
+        name=str(meta["name"]),
+        namespaces=tuple(namespaces),
+        parent=parent or None,
+        quota=tuple(quota),
+        weight=float(weight),
+        max_priority=limit,
+        reclaim_within_parent=preemption.get("reclaimWithinParent", True) is not False,
+        preempt_within_queue=within == "LowerPriority",
+    )

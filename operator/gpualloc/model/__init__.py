@@ -1,7 +1,9 @@
 """Pure data: nodes, pods, jobs, policy, snapshot and plan."""
 
 from gpualloc.model.types import (
+    ANY_PRODUCT,
     Eviction,
+    Hold,
     Job,
     JobKind,
     Node,
@@ -9,6 +11,9 @@ from gpualloc.model.types import (
     Placement,
     Plan,
     Policy,
+    Queue,
+    QueueQuota,
+    QueueReport,
     Requirement,
     RunningPod,
     Snapshot,
@@ -18,7 +23,9 @@ from gpualloc.model.types import (
 )
 
 __all__ = [
+    "ANY_PRODUCT",
     "Eviction",
+    "Hold",
     "Job",
     "JobKind",
     "Node",
@@ -26,6 +33,9 @@ __all__ = [
     "Placement",
     "Plan",
     "Policy",
+    "Queue",
+    "QueueQuota",
+    "QueueReport",
     "Requirement",
     "RunningPod",
     "Snapshot",

@@ -76,6 +76,7 @@ class RunningPod:
     memory_mib: int = 0
     job: str | None = None  # namespace/name of the gpualloc job owning it; None = unmanaged
     replica: int | None = None
+    started: float = 0.0  # unix seconds it was placed (0 = unknown); newest is evicted first
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ class Job:
     preemptible: bool = False
     created: float = 0.0  # unix seconds; older jobs win ties
     requirements: NodeRequirements = field(default_factory=NodeRequirements)
+    queue: str | None = None  # the GPUQueue it runs in; None only when there are no queues
 
     @property
     def namespace(self) -> str:
@@ -136,6 +138,35 @@ class Policy:
     # pod template settings a job may use (serviceAccountName, privileged, hostPath, ...);
     # every other one is refused: creating a job must not grant more than creating a pod
     allowed_pod_settings: frozenset[str] = frozenset()
+    # the GPUQueue for jobs of namespaces that no queue lists (None: they wait)
+    default_queue: str | None = None
+
+
+ANY_PRODUCT = "*"
+
+
+@dataclass(frozen=True)
+class QueueQuota:
+    """A queue's GPUs of one product; `*` pools every product the queue lists no entry for."""
+
+    product: str
+    nominal: int  # guaranteed whenever the queue has the demand
+    borrowing_limit: int | None = None  # most GPUs beyond nominal it may use; None = no limit
+    lending_limit: int | None = None  # most of its unused nominal others may use; None = all
+
+
+@dataclass(frozen=True)
+class Queue:
+    """A GPUQueue: the namespaces it serves, its quota, its place in the tree of queues."""
+
+    name: str
+    namespaces: tuple[str, ...] = ()
+    parent: str | None = None  # children share the parent's quota
+    quota: tuple[QueueQuota, ...] = ()
+    weight: float = 1.0  # share of borrowable GPUs under contention (0: only what is left)
+    max_priority: int | None = None  # jobs above it are refused
+    reclaim_within_parent: bool = True  # may evict other queues' borrowing work for its nominal
+    preempt_within_queue: bool = True  # withinQueue LowerPriority (False: Never)
 
 
 @dataclass(frozen=True)
@@ -143,6 +174,7 @@ class Snapshot:
     nodes: tuple[Node, ...]
     pods: tuple[RunningPod, ...]
     jobs: tuple[Job, ...]
+    queues: tuple[Queue, ...] = ()  # empty: one implicit queue, priorities alone decide
 
 
 @dataclass(frozen=True)
@@ -167,6 +199,27 @@ class Unscheduled:
 
 
 @dataclass(frozen=True)
+class QueueReport:
+    """What the plan gives one queue (its whole subtree)."""
+
+    usage: Mapping[str, int]  # product -> GPUs held after the plan
+    nominal: Mapping[str, int]  # quota entry (product or *) -> nominal GPUs
+    borrowed: Mapping[str, int]  # quota entry -> GPUs held beyond nominal
+    pending: int  # jobs waiting
+    admitted: int  # jobs placed or running
+    fair_share: float  # borrowed GPUs / weight, the value weighted max-min fairness levels
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A preempted job kept off the nodes it was evicted from until the jobs its eviction made
+    room for run there, so the next plan cannot hand the capacity straight back."""
+
+    nodes: tuple[str, ...]
+    for_jobs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Plan:
     status: str  # OPTIMAL | FEASIBLE | INFEASIBLE | UNKNOWN
     objective: float
@@ -177,6 +230,8 @@ class Plan:
     unscheduled: tuple[Unscheduled, ...] = ()
     # priority -> proven upper bound on GPUs its jobs can hold (given higher levels)
     level_bounds: Mapping[int, float] = field(default_factory=dict)
+    queues: Mapping[str, QueueReport] = field(default_factory=dict)  # empty without queues
+    holds: Mapping[str, Hold] = field(default_factory=dict)  # job key -> where it may not go
 
     @property
     def gap(self) -> float:
@@ -204,4 +259,17 @@ class Plan:
             ],
             "evictions": [{"job": e.job, "reason": e.reason} for e in self.evictions],
             "unscheduled": [{"job": u.job, "reason": u.reason} for u in self.unscheduled],
+        } | ({"queues": self._queues_json()} if self.queues else {})
+
+    def _queues_json(self) -> dict[str, object]:
+        return {
+            name: {
+                "usage": dict(r.usage),
+                "nominal": dict(r.nominal),
+                "borrowed": dict(r.borrowed),
+                "pending": r.pending,
+                "admitted": r.admitted,
+                "fairShare": r.fair_share,
+            }
+            for name, r in sorted(self.queues.items())
         }

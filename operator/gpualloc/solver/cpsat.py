@@ -21,6 +21,7 @@ from gpualloc.model import Policy
 from gpualloc.solver.capacity import Free
 from gpualloc.solver.instance import Instance, NodeClass
 from gpualloc.solver.lexicographic import Objective, solve_lexicographic
+from gpualloc.solver.queue_model import QueueModel
 
 GPU_LEVEL = "gpus@priority="
 # Fragmentation and throughput only break ties between equally good allocations: within 1%
@@ -68,6 +69,8 @@ class AllocationModel:
         self._add_eviction_variables()
         self._add_count_variables()
         self._link_jobs_to_counts()
+        # GPUQueues: guarantees, limits, fair borrowing, reclaim (None without queues)
+        self.queues = QueueModel(self, inst.queues) if inst.queues else None
         self._add_class_capacity()
         self._add_eviction_limits()
 
@@ -153,6 +156,9 @@ class AllocationModel:
             freed = sum(getattr(held, attr) * self.e[v] for v, held in cls.victims.items())
             load = sum(getattr(key[i], attr) * self.c[s, k] for i, s in enumerate(shapes))
             self.model.add(load <= getattr(cls.free, attr) * used + freed)
+        if self.queues is not None:
+            self.queues.victim_capacity(k, cls, shapes)
+            return
         victim_priorities = sorted({self.inst.jobs[v].job.priority for v in cls.victims})
         for q in victim_priorities:
             low = [self.c[s, k] * key[i].gpus for i, s in enumerate(shapes) if key[i].priority <= q]
@@ -191,6 +197,9 @@ class AllocationModel:
             s.running_gpus for s in inst.jobs if s.evictable
         )
         levels = sorted({s.job.priority for s in inst.jobs}, reverse=True)
+        if self.queues is not None:
+            objs += self.queues.guarantee_objectives(levels, total_free)
+            objs += self.queues.fairness_objectives()
         group_of = {j: g for g, group in enumerate(self.groups) for j in group.jobs}
         age_terms: list[cp_model.LinearExprT] = []
         age_span = 0
@@ -234,6 +243,9 @@ class AllocationModel:
         objs.append(Objective("age", sum(age_terms), age_span, separate=True))
         if self.e:
             objs.append(Objective("evictions", -sum(self.e.values()), len(self.e), separate=True))
+            newest = self.queues.newest_victims() if self.queues is not None else None
+            if newest is not None:
+                objs.append(newest)
         objs.extend(self._fragmentation_objectives())
         objs.append(self._throughput_objective(levels))
         return objs

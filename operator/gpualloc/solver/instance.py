@@ -17,6 +17,7 @@ from itertools import pairwise
 from gpualloc.model import Job, Node, NodeRequirements, Policy, RunningPod, Snapshot
 from gpualloc.solver.capacity import Free, free_capacity, usage_by_node
 from gpualloc.solver.eligibility import eligible
+from gpualloc.solver.queues import QueueTree
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,8 @@ class ShapeKey:
     memory_mib: int
     priority: int
     requirements: NodeRequirements
+    queue: str | None = None  # jobs of different queues count against different quotas
+    preemptible: bool | None = None  # with queues only: a job that is not runs within nominal
 
 
 @dataclass
@@ -73,6 +76,10 @@ class Instance:
     classes: list[NodeClass]
     free_by_node: dict[str, Free]
     max_node_gpus: int
+    queues: QueueTree | None = None  # None: no GPUQueue, priorities alone decide
+    node_product: dict[str, str] = field(default_factory=dict)  # with queues only
+    # GPUs per product that queued jobs may hold (unmanaged pods and unhealthy GPUs out)
+    product_capacity: dict[str, int] = field(default_factory=dict)
 
 
 def _node_kind(node: Node, keys: frozenset[str], named: frozenset[str]) -> tuple[object, ...]:
@@ -153,7 +160,15 @@ def build_instance(snapshot: Snapshot, policy: Policy) -> Instance:
         if state.hi == 0:
             continue
         j = state.job
-        key = ShapeKey(j.gpus_per_replica, j.cpu_milli, j.memory_mib, j.priority, j.requirements)
+        key = ShapeKey(
+            j.gpus_per_replica,
+            j.cpu_milli,
+            j.memory_mib,
+            j.priority,
+            j.requirements,
+            j.queue,
+            j.preemptible if snapshot.queues else None,
+        )
         if key not in shape_index:
             shape_index[key] = len(shapes)
             shapes.append(Shape(key))
@@ -202,4 +217,13 @@ def build_instance(snapshot: Snapshot, policy: Policy) -> Instance:
                 shape.classes.append(ci)
 
     max_gpus = max((n.gpus for n in snapshot.nodes), default=0)
-    return Instance(states, shapes, classes, free_by_node, max_gpus)
+    inst = Instance(states, shapes, classes, free_by_node, max_gpus)
+    if snapshot.queues:
+        inst.queues = QueueTree(snapshot.queues, {n.product for n in snapshot.nodes})
+        inst.node_product = {n.name: n.product for n in snapshot.nodes}
+        others = usage_by_node(p for p in snapshot.pods if p.job not in jobs_by_key)
+        for n in snapshot.nodes:
+            taken = others[n.name].gpus if n.name in others else 0
+            usable = max(0, n.gpus - n.unhealthy_gpus - taken)
+            inst.product_capacity[n.product] = inst.product_capacity.get(n.product, 0) + usable
+    return inst

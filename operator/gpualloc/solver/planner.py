@@ -5,13 +5,16 @@ from __future__ import annotations
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from dataclasses import replace
 
 from gpualloc.model import Eviction, Placement, Plan, Policy, Snapshot, Unscheduled
+from gpualloc.solver import queue_report
 from gpualloc.solver.baselines import plan_greedy
-from gpualloc.solver.cpsat import AllocationModel
+from gpualloc.solver.cpsat import AllocationModel, Solution
 from gpualloc.solver.decode import decode
 from gpualloc.solver.explain import Explainer
 from gpualloc.solver.instance import Instance, build_instance
+from gpualloc.solver.queues import QueueTree
 
 
 def _hint_from(previous: Plan, inst: Instance) -> tuple[dict[tuple[int, int], int], dict[int, int]]:
@@ -43,6 +46,8 @@ def plan(snapshot: Snapshot, policy: Policy | None = None, previous: Plan | None
     """The globally best placement for `snapshot`, its proven bound, and reasons for the rest."""
     policy = policy or Policy()
     started = time.monotonic()
+    if snapshot.queues:
+        return _plan_with_queues(snapshot, policy, previous, started)
     inst = build_instance(snapshot, policy)
     model = AllocationModel(inst, policy)
     # Warm start: the previous plan keeps re-solves from churning; without one, greedy
@@ -75,6 +80,16 @@ def plan(snapshot: Snapshot, policy: Policy | None = None, previous: Plan | None
         elif not state.running and j not in placed and job.replicas > 0:
             reason = explainer.why(job, state.lo or job.min_replicas)
             unscheduled.append(Unscheduled(job.key, reason))
+    return _result(sol, started, placements, evictions, unscheduled)
+
+
+def _result(
+    sol: Solution,
+    started: float,
+    placements: Sequence[Placement],
+    evictions: Sequence[Eviction],
+    unscheduled: Sequence[Unscheduled],
+) -> Plan:
     return Plan(
         status=sol.status,
         objective=sol.objective,
@@ -84,4 +99,59 @@ def plan(snapshot: Snapshot, policy: Policy | None = None, previous: Plan | None
         evictions=tuple(evictions),
         unscheduled=tuple(sorted(unscheduled, key=lambda u: u.job)),
         level_bounds=sol.level_bounds,
+    )
+
+
+def _plan_with_queues(
+    snapshot: Snapshot, policy: Policy, previous: Plan | None, started: float
+) -> Plan:
+    """The same plan with GPUQueues: guarantees, fair borrowing and reclaim first (see
+    solver/queue_model.py), queue-aware reasons, and holds against giving back capacity."""
+    tree = QueueTree(snapshot.queues, {n.product for n in snapshot.nodes})
+    refused = queue_report.unqueued(snapshot.jobs, tree)
+    dropped = {u.job for u in refused}
+    holds = previous.holds if previous is not None else {}
+    planned = queue_report.with_holds(
+        replace(snapshot, jobs=tuple(j for j in snapshot.jobs if j.key not in dropped)), holds
+    )
+    inst = build_instance(planned, policy)
+    model = AllocationModel(inst, policy)
+    hint = previous or plan_greedy(planned, "best-fit", explain=False, inst=inst)
+    model.hint(*_hint_from(hint, inst))
+    sol = model.solve()
+    placements, placed = decode(inst, sol)
+
+    jobs_by_key = {j.key: j for j in planned.jobs}
+    explainer = Explainer(planned.nodes, inst.free_by_node, placements, jobs_by_key, sol.status)
+    view = queue_report.QueueView(tree, planned, placements)
+    waiting = [
+        s.job
+        for j, s in enumerate(inst.jobs)
+        if not s.running and j not in placed and s.job.replicas > 0
+    ]
+    evictions = []
+    unscheduled = list(refused)
+    for j, state in enumerate(inst.jobs):
+        job = state.job
+        if j in sol.evicted:
+            made_room = queue_report.beneficiaries(job.key, planned.pods, placements, jobs_by_key)
+            evictions.append(Eviction(job.key, queue_report.eviction_reason(job, made_room)))
+            unscheduled.append(Unscheduled(job.key, "preempted; waits to be placed again"))
+        elif not state.running and j not in placed and job.replicas > 0:
+            if job.key in holds:
+                hold = holds[job.key]
+                nodes = ", ".join(hold.nodes)
+                reason = f"preempted from {nodes}: kept off {nodes} until " + (
+                    f"{', '.join(hold.for_jobs) or 'the jobs placed there'} run there"
+                )
+                queue_part = ""
+            else:
+                reason = explainer.why(job, state.lo or job.min_replicas)
+                queue_part = queue_report.why_waiting(job, tree, view, waiting)
+            unscheduled.append(Unscheduled(job.key, queue_part + reason))
+    placed_keys = {p.job for p in placements}
+    return replace(
+        _result(sol, started, placements, evictions, unscheduled),
+        queues=queue_report.reports(tree, view, placed_keys, [u.job for u in unscheduled]),
+        holds=queue_report.next_holds(planned, holds, evictions, placements),
     )

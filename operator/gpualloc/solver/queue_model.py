@@ -1,0 +1,391 @@
+"""GPU queues in the CP-SAT plan: guarantees (placements within nominal quota), borrowing
+and lending limits, weighted max-min fair borrowing, and who may evict whom. Added to an
+`AllocationModel` only when the snapshot has GPUQueues; without them the model is exactly the
+priority-only one.
+
+Variables (integer):
+  g[s, k]  replicas of shape s on class k that count within their queue's nominal
+           (guaranteed); whole gangs only; equal to c[s, k] for jobs that are not preemptible,
+           which run only within nominal (they could never be reclaimed)
+  gy[j], gz[g]  guaranteed new replicas of a job / guaranteed gangs of a group
+  keep[j]  1 if running job j counts as guaranteed
+  u, w per (queue, quota entry): GPUs used, min(used, nominal); borrowed = u - w
+Objectives, before the priority-only ones:
+  1. guaranteed GPUs per priority level, highest first (priority inside each queue);
+  2. per family of sibling queues, top down: the leximin of borrowed GPUs / weight, as the
+     sums of the k smallest weighted shares for k = 1..n (Ogryczak's ordered formulation).
+Eviction: on a node, capacity a victim frees goes only to a job of its own queue with higher
+priority (withinQueue LowerPriority), or to a guaranteed placement of another queue when the
+victim is borrowing where the two queues' paths part (reclaim); checked as Hall's condition
+over the victims of the node.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from ortools.sat.python import cp_model
+
+from gpualloc.solver.instance import JobState, NodeClass, ShapeKey
+from gpualloc.solver.lexicographic import Objective
+from gpualloc.solver.queues import Bucket, QueueTree
+
+if TYPE_CHECKING:
+    from gpualloc.solver.cpsat import AllocationModel
+
+GUARANTEE_LEVEL = "guaranteed@priority="
+FAIR = "fair-share:"
+# Unions of victim sets checked per node; past this a node's freed capacity is not used.
+_MAX_HALL_SETS = 64
+# Weighted shares are integers: borrowed GPUs x (_SCALE / weight) when weights are not all
+# integers (exact for weights dividing it).
+_SCALE = 720720
+
+Expr = cp_model.LinearExprT
+
+
+def started(state: JobState) -> float:
+    """When a running job was placed (its newest pod), else when it was created."""
+    return max((p.started for p in state.running), default=0.0) or state.job.created
+
+
+class QueueModel:
+    def __init__(self, m: AllocationModel, tree: QueueTree) -> None:
+        self.m = m
+        self.tree = tree
+        self.model = m.model
+        inst = m.inst
+        self.class_product = [c.representative.product for c in inst.classes]
+        self.g: dict[tuple[int, int], cp_model.IntVar] = {}
+        self.keep: dict[int, cp_model.IntVar] = {}
+        self._guaranteed_counts()
+        self._running_guarantees()
+        # terms per (leaf queue, product): (coefficient, variable) or constants
+        self.used: dict[tuple[str, str], list[Expr]] = defaultdict(list)
+        self.guaranteed: dict[tuple[str, str], list[Expr]] = defaultdict(list)
+        self.running: dict[tuple[str, str], int] = defaultdict(int)  # if nothing is evicted
+        self._collect_terms()
+        self.subtrees = {q: tree.subtree(q) for q in tree.nodes}
+        self._nominal_limits()
+        self._borrowing_limits()
+        self._lending_limits()
+        self.borrowing_at = self._classify_running()
+
+    # -- guaranteed replicas ------------------------------------------------------------
+    def _guaranteed_counts(self) -> None:
+        m, inst = self.m, self.m.inst
+        by_shape: dict[int, list[Expr]] = defaultdict(list)
+        for j, y in m.y.items():
+            state = inst.jobs[j]
+            s = state.shape
+            if inst.shapes[s].key.preemptible is False:
+                continue
+            gy = self.model.new_int_var(0, state.hi, f"gy{j}")
+            self.model.add(gy <= y)
+            if state.job.kind == "LLMTrainingJob":  # a gang is guaranteed whole or not at all
+                whole = self.model.new_bool_var(f"gw{j}")
+                self.model.add(gy <= state.hi * whole)
+                self.model.add(gy >= y - state.hi * (1 - whole))
+            by_shape[s].append(gy)
+        for g, z in m.z.items():
+            group = m.groups[g]
+            if inst.shapes[group.shape].key.preemptible is False:
+                continue
+            gz = self.model.new_int_var(0, len(group.jobs), f"gz{g}")
+            self.model.add(gz <= z)
+            by_shape[group.shape].append(group.size * gz)
+        per_shape: dict[int, list[cp_model.IntVar]] = defaultdict(list)
+        for (s, k), c in m.c.items():
+            if inst.shapes[s].key.preemptible is False:
+                self.g[s, k] = c
+                continue
+            share = self.model.new_int_var(0, m.c_max[s, k], f"g{s}_{k}")
+            self.model.add(share <= c)
+            self.g[s, k] = share
+            per_shape[s].append(share)
+        for s, gs in per_shape.items():
+            self.model.add(sum(gs) == sum(by_shape[s]))
+
+    def _running_guarantees(self) -> None:
+        for j, state in enumerate(self.m.inst.jobs):
+            if state.running and state.job.queue in self.tree.nodes:
+                keep = self.model.new_bool_var(f"keep{j}")
+                if j in self.m.e:
+                    self.model.add(keep + self.m.e[j] <= 1)
+                self.keep[j] = keep
+
+    def _running_by_product(self, state: JobState) -> dict[str, int]:
+        out: dict[str, int] = defaultdict(int)
+        for pod in state.running:
+            out[self.m.inst.node_product.get(pod.node, "unknown")] += pod.gpus
+        return out
+
+    def _collect_terms(self) -> None:
+        m, inst = self.m, self.m.inst
+        for (s, k), c in m.c.items():
+            key = inst.shapes[s].key
+            if key.queue not in self.tree.nodes:
+                continue
+            where = (key.queue, self.class_product[k])
+            self.used[where].append(key.gpus * c)
+            self.guaranteed[where].append(key.gpus * self.g[s, k])
+        for j, keep in self.keep.items():
+            state = inst.jobs[j]
+            queue = str(state.job.queue)
+            for product, gpus in self._running_by_product(state).items():
+                self.running[queue, product] += gpus
+                self.used[queue, product].append(gpus * (1 - m.e[j]) if j in m.e else gpus)
+                self.guaranteed[queue, product].append(gpus * keep)
+
+    def _sum(
+        self, terms: dict[tuple[str, str], list[Expr]], queue: str, b: Bucket
+    ) -> cp_model.LinearExpr:
+        return cp_model.LinearExpr.sum(
+            [t for q in self.subtrees[queue] for p in b.products for t in terms.get((q, p), [])]
+        )
+
+    def _running(self, queues: Iterable[str], products: Iterable[str]) -> int:
+        products = list(products)
+        return sum(self.running.get((q, p), 0) for q in queues for p in products)
+
+    # -- quota constraints ----------------------------------------------------------------
+    def _nominal_limits(self) -> None:
+        """Guaranteed GPUs fit every nominal on the way up the tree."""
+        for name, node in self.tree.nodes.items():
+            for b in node.buckets:
+                self.model.add(self._sum(self.guaranteed, name, b) <= b.nominal)
+
+    def _borrowing_limits(self) -> None:
+        """Usage <= nominal + borrowingLimit (or what already runs, if more)."""
+        for name, node in self.tree.nodes.items():
+            for b in node.buckets:
+                if b.borrowing_limit is not None:
+                    now = self._running(self.subtrees[name], b.products)
+                    cap = max(b.nominal + b.borrowing_limit, now)
+                    self.model.add(self._sum(self.used, name, b) <= cap)
+
+    def _lending_limits(self) -> None:
+        """nominal - lendingLimit of a queue's GPUs stay idle for it when it does not use
+        them: what everybody else uses, plus max(its usage, that reserve), fits the
+        capacity (or what already runs, if more)."""
+        inst = self.m.inst
+        everyone = list(self.tree.nodes)
+        for name, node in self.tree.nodes.items():
+            for b in node.buckets:
+                if b.lending_limit is None or b.lending_limit >= b.nominal:
+                    continue
+                reserve = b.nominal - b.lending_limit
+                capacity = sum(inst.product_capacity.get(p, 0) for p in b.products)
+                mine = self._sum(self.used, name, b)
+                all_terms = [
+                    t for q in everyone for p in b.products for t in self.used.get((q, p), [])
+                ]
+                held = self.model.new_int_var(reserve, max(reserve, capacity), f"res{name}_{b.key}")
+                self.model.add(held >= mine)
+                own_now = self._running(self.subtrees[name], b.products)
+                others_now = self._running(everyone, b.products) - own_now
+                cap = max(capacity, others_now + max(own_now, reserve))
+                self.model.add(cp_model.LinearExpr.sum(all_terms) - mine + held <= cap)
+
+    # -- which running jobs borrow ------------------------------------------------------
+    def _classify_running(self) -> dict[int, set[str]]:
+        """For each running job, the queues (on its path) whose nominal it is beyond: in
+        each queue's subtree jobs fill nominal in order (not preemptible first, then higher
+        priority, then earlier started); a job that does not fit is borrowing there."""
+        inst = self.m.inst
+        beyond: dict[int, set[str]] = defaultdict(set)
+        usage = {j: self._running_by_product(inst.jobs[j]) for j in self.keep}
+        order = sorted(
+            self.keep,
+            key=lambda j: (
+                inst.jobs[j].job.preemptible,
+                -inst.jobs[j].job.priority,
+                started(inst.jobs[j]),
+                inst.jobs[j].job.key,
+            ),
+        )
+        for name, node in self.tree.nodes.items():
+            members = set(self.subtrees[name])
+            filled: dict[str, int] = defaultdict(int)
+            for j in order:
+                if inst.jobs[j].job.queue not in members:
+                    continue
+                need: dict[str, int] = defaultdict(int)
+                for product, gpus in usage[j].items():
+                    bucket = node.bucket_of(product)
+                    need[bucket.key if bucket else product] += gpus
+                nominal = {b.key: b.nominal for b in node.buckets}
+                if all(filled[k] + n <= nominal.get(k, 0) for k, n in need.items()):
+                    for k, n in need.items():
+                        filled[k] += n
+                else:
+                    beyond[j].add(name)
+        return beyond
+
+    # -- eviction rights ----------------------------------------------------------------
+    def preempts(self, key: ShapeKey, victim: int) -> bool:
+        """Same queue, higher priority, and the queue allows preemption inside it."""
+        job = self.m.inst.jobs[victim].job
+        if key.queue != job.queue or key.queue not in self.tree.nodes:
+            return False
+        return self.tree.nodes[key.queue].queue.preempt_within_queue and key.priority > (
+            job.priority
+        )
+
+    def reclaims(self, key: ShapeKey, victim: int) -> bool:
+        """Another queue that may reclaim, and the victim borrows where the paths part."""
+        job = self.m.inst.jobs[victim].job
+        if key.queue == job.queue or key.queue not in self.tree.nodes:
+            return False
+        if job.queue not in self.tree.nodes:
+            return False
+        if not self.tree.nodes[key.queue].queue.reclaim_within_parent:
+            return False
+        side, _ = self.tree.sides(job.queue, key.queue)
+        return side in self.borrowing_at.get(victim, set())
+
+    def victim_capacity(self, k: int, cls: NodeClass, shapes: list[int]) -> None:
+        """Hall's condition: for every union T of the victim sets some placement may use,
+        the placements that may use only victims in T fit the free GPUs plus T's."""
+        m, inst = self.m, self.m.inst
+        loads: list[tuple[frozenset[int], Expr]] = []
+        for s in shapes:
+            key = inst.shapes[s].key
+            own = frozenset(v for v in cls.victims if self.preempts(key, v))
+            other = frozenset(v for v in cls.victims if self.reclaims(key, v))
+            c, g = m.c[s, k], self.g[s, k]
+            if other - own:
+                loads.append((own | other, key.gpus * g))
+                loads.append((own, key.gpus * (c - g)))
+            else:
+                loads.append((own, key.gpus * c))
+        unions: set[frozenset[int]] = {frozenset()}
+        for victims in {v for v, _ in loads}:
+            unions |= {u | victims for u in unions}
+            if len(unions) > _MAX_HALL_SETS:
+                self.model.add(cp_model.LinearExpr.sum([x for _, x in loads]) <= cls.free.gpus)
+                return
+        for union in unions:
+            fitting = [x for victims, x in loads if victims <= union]
+            if fitting:
+                freed = [cls.victims[v].gpus * m.e[v] for v in union]
+                self.model.add(
+                    cp_model.LinearExpr.sum(fitting)
+                    <= cls.free.gpus + cp_model.LinearExpr.sum(freed)
+                )
+
+    # -- objectives -----------------------------------------------------------------------
+    def guarantee_objectives(self, levels: list[int], total_free: int) -> list[Objective]:
+        """Guaranteed GPUs per priority level, highest first."""
+        inst = self.m.inst
+        objs = []
+        for level in levels:
+            terms: list[Expr] = []
+            span = 0
+            for (s, _), g in self.g.items():
+                key = inst.shapes[s].key
+                if key.priority == level and key.queue in self.tree.nodes:
+                    terms.append(key.gpus * g)
+            pending = sum(
+                st.job.gpus_per_replica * st.hi
+                for st in inst.jobs
+                if st.job.priority == level and st.shape >= 0
+            )
+            span = min(total_free, pending)
+            for j, keep in self.keep.items():
+                if inst.jobs[j].job.priority == level:
+                    terms.append(inst.jobs[j].running_gpus * keep)
+                    span += inst.jobs[j].running_gpus
+            if terms:
+                objs.append(
+                    Objective(
+                        f"{GUARANTEE_LEVEL}{level}",
+                        cp_model.LinearExpr.sum(terms),
+                        span,
+                        separate=True,
+                    )
+                )
+        return objs
+
+    def _borrowed(self, name: str) -> tuple[cp_model.IntVar, int]:
+        """GPUs a queue's subtree holds beyond its nominal, summed over its quota entries,
+        and an upper bound on it."""
+        parts = []
+        bound = 0
+        for b in self.tree.nodes[name].buckets:
+            upper = self._running(self.subtrees[name], b.products) + self._demand(name)
+            u = self.model.new_int_var(0, upper, f"u{name}_{b.key}")
+            self.model.add(u == self._sum(self.used, name, b))
+            w = self.model.new_int_var(0, min(upper, b.nominal), f"w{name}_{b.key}")
+            self.model.add_min_equality(w, [u, b.nominal])
+            parts.append(u - w)
+            bound += max(0, upper - b.nominal)
+        borrowed = self.model.new_int_var(0, bound, f"b{name}")
+        self.model.add(borrowed == sum(parts))
+        return borrowed, bound
+
+    def _demand(self, name: str) -> int:
+        members = set(self.subtrees[name])
+        return sum(
+            st.job.gpus_per_replica * st.hi
+            for st in self.m.inst.jobs
+            if st.job.queue in members and st.shape >= 0
+        )
+
+    def fairness_objectives(self) -> list[Objective]:
+        """Per family, top down: maximize the sum of the k smallest weighted shares for
+        k = 1..n in turn, i.e. the leximin of borrowed GPUs / weight."""
+        objs: list[Objective] = []
+        for family in self.tree.families():
+            members = [
+                q for q in family if self.tree.nodes[q].queue.weight > 0 and self._demand(q) > 0
+            ]
+            if len(members) < 2:
+                continue
+            scale = _multipliers([self.tree.nodes[q].queue.weight for q in members])
+            shares: list[cp_model.LinearExpr] = []
+            top = 0
+            for q, mult in zip(members, scale, strict=True):
+                borrowed, bound = self._borrowed(q)
+                shares.append(cp_model.LinearExpr.term(borrowed, mult))
+                top = max(top, mult * bound)
+            if top == 0:
+                continue
+            for k in range(1, len(members) + 1):
+                r = self.model.new_int_var(0, top, f"r{family[0]}_{k}")
+                gaps = []
+                for i, share in enumerate(shares):
+                    d = self.model.new_int_var(0, top, f"d{family[0]}_{k}_{i}")
+                    self.model.add(d >= r - share)
+                    gaps.append(d)
+                objs.append(
+                    Objective(
+                        f"{FAIR}{','.join(members)}:{k}",
+                        k * r - cp_model.LinearExpr.sum(gaps),
+                        k * top,
+                        separate=True,
+                    )
+                )
+        return objs
+
+    def newest_victims(self) -> Objective | None:
+        """Among equally few evictions, the most recently started jobs (least work lost)."""
+        inst = self.m.inst
+        victims = sorted(self.m.e, key=lambda j: (started(inst.jobs[j]), inst.jobs[j].job.key))
+        if len(victims) < 2:
+            return None
+        terms = [rank * self.m.e[j] for rank, j in enumerate(victims, start=1)]
+        span = len(victims) * (len(victims) + 1) // 2
+        return Objective("newest-victims", cp_model.LinearExpr.sum(terms), span)
+
+
+def _multipliers(weights: list[float]) -> list[int]:
+    """Integers proportional to 1 / weight: exact when the weights are integers."""
+    if all(float(w).is_integer() for w in weights):
+        lcm = math.lcm(*(int(w) for w in weights))
+        if lcm <= 10**6:
+            return [lcm // int(w) for w in weights]
+    return [max(1, round(_SCALE / w)) for w in weights]
