@@ -180,7 +180,7 @@ class Kube:
             query.append(("labelSelector", label_selector))
         # the read timeout outlives the server's own end of the stream: a silent connection
         # (stalled apiserver) fails instead of hanging the watch forever
-        resp = self._request("GET", path, query=query, timeout=(5, timeout_seconds + 30))
+        resp = self._request("GET", path, query=query, timeout=(5, timeout_seconds + 10))
         if resp.status == 410:
             raise WatchExpired("resource version too old")
         if resp.status >= 400:

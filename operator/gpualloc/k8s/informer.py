@@ -3,7 +3,8 @@ an in-memory store of the objects. Rounds read the store instead of listing ever
 
 - the watch asks for bookmarks, so its version stays fresh through quiet periods;
 - a version gone from the apiserver's window (410) lists again; so does any failure, after
-  a jittered exponential backoff (capped), so a restarting apiserver is not stampeded;
+  a jittered exponential backoff (capped at 10 s), so a restarting apiserver is not
+  stampeded;
 - a re-list reports what changed meanwhile (deletions included), so nothing is missed;
 - `wait_for(version)` lets a round wait until the store has seen the operator's own writes.
 """
@@ -55,7 +56,7 @@ class Informer:
         resource: Resource,
         notify: Notify,
         timeout_seconds: int = 60,
-        max_backoff: float = 30.0,
+        max_backoff: float = 10.0,
         slim: Callable[[Obj], Obj] | None = None,
     ) -> None:
         self.kube = kube
