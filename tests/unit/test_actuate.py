@@ -95,7 +95,7 @@ def test_a_failing_write_backs_off_its_job_alone() -> None:
     first = actuate(WRITES, api, backoff, JOBS)
     assert first.failed == 1
     assert "event b FailedCreatePod" in api.sent  # reported on the job
-    assert backoff.errors["ns/b"] == "403: refused create b-worker-1"
+    assert backoff.errors["ns/b"] == "CreatePod 403: refused create b-worker-1"
     again = FakeApi()
     actuate(WRITES, again, backoff, JOBS)  # within the backoff: b's pod writes wait
     assert "delete b-worker-0" not in again.sent and "create b-worker-1" not in again.sent

@@ -200,6 +200,19 @@ BAD_JOBS = [
     ("hostPath", {"template": {"spec": {"volumes": [{"name": "v", "hostPath": {}}]}}}, "hostPath"),
     ("hostNetwork", {"template": {"spec": {"hostNetwork": True}}}, "hostNetwork"),
     ("a label that is not a string", {"template": {"metadata": {"labels": {"a": 1}}}}, "labels"),
+    (
+        "GPUs asked in an init container",
+        {
+            "template": {
+                "spec": {
+                    "initContainers": [
+                        {"name": "i", "resources": {"limits": {"nvidia.com/gpu": "16"}}}
+                    ]
+                }
+            }
+        },
+        "initContainers[0].resources",
+    ),
 ]
 
 
@@ -256,7 +269,7 @@ def test_a_squatting_pod_is_a_conflict_never_counted_or_touched() -> None:
         if isinstance(w, (DeletePod, PinPod))
     )
     st = status(d, "llama")
-    assert st["phase"] == "Pending" and st["placed"] == 0
+    assert st["phase"] == "Unschedulable" and st["placed"] == 0
     assert "is not this job's" in st["message"]
     assert ("Warning", "Conflict") in events(d, "llama")
     assert d.snapshot.pods[0].job is None  # its GPUs count as someone else's
@@ -374,3 +387,28 @@ def test_a_job_named_against_the_service_rules_is_refused_not_half_run() -> None
     d = run([node("a")], [gang("7b-sft", 1, 8), gang("sft-7b", 1, 8)])
     assert "DNS-1035" in status(d, "7b-sft")["message"]
     assert created(d, placed=True) == {"sft-7b-worker-0": "a"}
+
+
+def test_a_pod_spec_the_api_server_refuses_makes_the_job_invalid_until_it_changes() -> None:
+    j = gang("huge-annotation", 1, 8)
+    state = ClusterState(
+        nodes=(node("a"),),
+        pods=(),
+        jobs=(j,),
+        now=NOW,
+        write_failures={"ns/huge-annotation": "CreatePod 422: metadata.annotations: Too long"},
+    )
+    d = decide(state)
+    assert status(d, "huge-annotation")["phase"] == "Failed"
+    assert (
+        "refuses its pods: 422: metadata.annotations: Too long"
+        in status(d, "huge-annotation")["message"]
+    )
+    assert created(d) == {}
+
+
+def test_a_node_without_a_memory_label_is_not_used_to_size_a_model() -> None:
+    unknown = node("unknown")
+    del unknown["metadata"]["labels"]["nvidia.com/gpu.memory"]
+    d = run([unknown, node("a")], [job("sft", model={"parameters": "7B"})])
+    assert status(d, "sft")["phase"] == "Allocated"

@@ -73,22 +73,30 @@ class Backoff:
     failures: dict[str, int] = field(default_factory=dict)
     until: dict[str, float] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    generations: dict[str, Any] = field(default_factory=dict)  # of the job when it failed
 
     def waiting(self, job: str) -> bool:
         return self.clock() < self.until.get(job, 0.0)
 
-    def fail(self, job: str, error: str) -> float:
+    def forget_changed(self, generations: Mapping[str, Any]) -> None:
+        """A job whose spec changed since its write failed starts afresh."""
+        for job in [j for j, g in self.generations.items() if generations.get(j) != g]:
+            self.ok(job)
+
+    def fail(self, job: str, error: str, generation: Any = None) -> float:
         count = self.failures.get(job, 0) + 1
         self.failures[job] = count
         delay = min(self.cap, self.base * 2.0 ** (count - 1)) * random.uniform(0.8, 1.2)
         self.until[job] = self.clock() + delay
         self.errors[job] = error
+        self.generations[job] = generation
         return delay
 
     def ok(self, job: str) -> None:
         self.failures.pop(job, None)
         self.until.pop(job, None)
         self.errors.pop(job, None)
+        self.generations.pop(job, None)
 
 
 @dataclass
@@ -161,7 +169,8 @@ def actuate(
                 acted.failed += 1
                 if isinstance(write, (CreatePod, PinPod, DeletePod, CreateService)):
                     failed_jobs.add(job)
-                    delay = backoff.fail(job, error)
+                    generation = (jobs.get(job, {}).get("metadata") or {}).get("generation")
+                    delay = backoff.fail(job, f"{type(write).__name__} {error}", generation)
                     log.warning("write for %s failed (retry in %.0fs): %s", job, delay, error)
                     if job in jobs:
                         _event(api, jobs[job], f"Failed{type(write).__name__}", error)

@@ -394,6 +394,11 @@ def _prepare(
             "names the job's Service and its pods' hostnames",
         )
     check_pod_template(job, policy.allowed_pod_settings)
+    failure = state.write_failures.get(key, "")
+    if failure.startswith("CreatePod 422"):  # the pod spec itself: no retry can succeed
+        raise SpecError(
+            f"{kind} {key}", "spec.template", f"the API server refuses its pods: {failure[10:]}"
+        )
     desired = state.desired_replicas.get(key)
     if desired is not None:  # autoscaling: never above the cap, whatever Prometheus says
         desired = max(0, min(desired, policy.max_pods_per_job))

@@ -112,6 +112,9 @@ class Observer:
             i.listed.wait(max(0.0, deadline - time.monotonic())) for i in self.by_kind.values()
         )
 
+    def jobs_now(self) -> tuple[Obj, ...]:
+        return tuple(j for i in self.jobs for j in i.store())
+
     def lists(self) -> int:
         """LIST requests made so far (one per informer, plus one per expired watch)."""
         return sum(i.lists for i in self.by_kind.values())
@@ -139,7 +142,7 @@ class Observer:
         return ClusterState(
             nodes=self.nodes.store(),
             pods=self.pods.store(),
-            jobs=tuple(j for i in self.jobs for j in i.store()),
+            jobs=self.jobs_now(),
             services=self.services.store(),
             policy=policies[0] if policies else None,
             unhealthy_gpus=dict(unhealthy_gpus),

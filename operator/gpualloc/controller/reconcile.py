@@ -69,6 +69,12 @@ class Reconciler:
         started = time.monotonic()
         if self.observer is None or not self.observer.synced(timeout=30):
             raise NotSynced("the informers have not listed the cluster yet")
+        self.backoff.forget_changed(
+            {
+                key_of(j): (j.get("metadata") or {}).get("generation")
+                for j in self.observer.jobs_now()
+            }
+        )
         state = self.observer.state(
             self.seen, self.unhealthy_gpus, self.desired_replicas, self.backoff.errors
         )

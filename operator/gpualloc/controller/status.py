@@ -93,8 +93,8 @@ def job_report(job: Obj, pods: list[Obj], outcome: Outcome, desired: int, stamp:
         return Report(dict(old), list(outcome.events))
     if outcome.invalid:
         phase, message = "Failed", outcome.invalid
-    elif outcome.conflict:
-        phase, message = "Pending", outcome.conflict
+    elif outcome.conflict:  # it cannot be placed until the squatting pod is gone
+        phase, message = "Unschedulable", outcome.conflict
     elif outcome.restarts is not None:
         phase, message = (
             "Pending",

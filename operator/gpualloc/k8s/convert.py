@@ -126,6 +126,16 @@ def check_pod_template(obj: Obj, allowed: frozenset[str]) -> None:
     """Refuse a job's pod template that is malformed where gpualloc reads it, or that uses a
     setting the policy does not allow."""
     pod = _template_spec(obj)
+    for key in ("containers", "initContainers"):
+        for i, container in enumerate(pod.get(key) or []):
+            resources = container.get("resources") or {}
+            if any(GPU_RESOURCE in (resources.get(k) or {}) for k in ("requests", "limits")):
+                raise SpecError(
+                    ref(obj),
+                    f"spec.template.spec.{key}[{i}].resources",
+                    f"must not ask for {GPU_RESOURCE}: gpualloc gives each pod its GPUs "
+                    "(gpusPerWorker / gpusPerReplica) and plans exactly those",
+                )
     refused = [s for s in pod_settings(pod) if s not in allowed]
     if refused:
         raise SpecError(
@@ -341,10 +351,11 @@ def _requirement(expr: Mapping[str, Any], field: bool, obj: Obj, where: str) -> 
 
 def _sizing_gpu(nodes: Sequence[Node], req: NodeRequirements) -> tuple[int, int]:
     """(smallest GPU memory, largest GPUs per node) over the nodes a job may use."""
-    usable = [
+    usable = [  # a node that does not say its GPU memory cannot size anything
         n
         for n in nodes
         if (not req.products or n.product in req.products)
+        and n.gpu_memory_mib > 0
         and n.gpu_memory_mib >= req.min_gpu_memory_mib
     ]
     if not usable:

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+
 from gpualloc.k8s.client import Kube, WatchExpired
 
 log = logging.getLogger("gpualloc.informer")
@@ -98,6 +100,9 @@ class Informer:
             try:
                 if version is None:
                     version = self._relist()
+                if version is None:  # the kind is not installed (yet): nothing of it exists
+                    self.stop.wait(self.max_backoff)
+                    continue
                 for event in self.kube.watch_resource(
                     self.resource.path,
                     version,
@@ -119,10 +124,17 @@ class Informer:
                 version = None
                 self.stop.wait(delay)
 
-    def _relist(self) -> str:
-        items, version = self.kube.list_resource(
-            self.resource.path, self.resource.kind, self.resource.label_selector
-        )
+    def _relist(self) -> str | None:
+        """LIST into the store; None when the API server has no such resource (404: a CRD
+        not installed yet), which counts as an empty, listed store."""
+        try:
+            items, version = self.kube.list_resource(
+                self.resource.path, self.resource.kind, self.resource.label_selector
+            )
+        except ApiException as err:
+            if err.status != 404:
+                raise
+            items, version = [], ""
         self.lists += 1
         fresh = {object_key(o): self.slim(o) for o in items}
         with self._seen:
@@ -135,7 +147,7 @@ class Informer:
         for obj in fresh.values():
             self.notify("ADDED", obj)
         self.listed.set()
-        return version
+        return version or None
 
     def _apply(self, event: Obj) -> str:
         obj: Obj = event["object"]
