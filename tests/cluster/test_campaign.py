@@ -395,6 +395,10 @@ class CorpusRun:
                 created[key] = at
         self.watch(corpus, created, {j["metadata"]["name"] for j in valid})
         corpus.squatter_after = self._squatter()
+        # the operator may settle in seconds: keep watching its RSS (and the caps) through the
+        # rounds that follow the burst too
+        while time.monotonic() - started < 15 and not watchdog.tripped.is_set():
+            time.sleep(0.5)
         watchdog.stop()
         corpus.elapsed = time.monotonic() - started
         return corpus
