@@ -50,6 +50,10 @@ class Solution:
     counts: dict[tuple[int, int], int] = field(default_factory=dict)
     # priority -> proven upper bound on GPUs held at that level (given the levels above)
     level_bounds: dict[int, float] = field(default_factory=dict)
+    # with queues: replicas per type (guaranteed from level i of the queue's path up; the
+    # last: not guaranteed), per (shape, class) and per job
+    slot_types: dict[tuple[int, int], list[int]] = field(default_factory=dict)
+    replica_types: dict[int, list[int]] = field(default_factory=dict)
 
 
 class AllocationModel:
@@ -337,6 +341,8 @@ class AllocationModel:
                 sol.new_replicas[j] = group.size
         sol.evicted = {j for j, e in self.e.items() if solver.value(e)}
         sol.counts = {key: solver.value(v) for key, v in self.c.items() if solver.value(v)}
+        if self.queues is not None:
+            sol.slot_types, sol.replica_types = self.queues.types(solver, sol)
         return sol
 
 

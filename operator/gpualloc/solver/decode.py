@@ -9,17 +9,18 @@ from gpualloc.solver.cpsat import Solution
 from gpualloc.solver.instance import Instance
 
 
-def _node_slots(inst: Instance, sol: Solution) -> dict[int, list[str]]:
-    """Best-fit decreasing inside each class: the packing the class constraints promise."""
+def _node_slots(inst: Instance, sol: Solution) -> dict[tuple[int, int], list[str]]:
+    """Best-fit decreasing inside each class: the packing the class constraints promise.
+    (shape, class) -> the node of each replica."""
     by_class: dict[int, list[tuple[int, int]]] = defaultdict(list)
     for (s, k), count in sol.counts.items():
         by_class[k].append((s, count))
-    slots: dict[int, list[str]] = defaultdict(list)
+    slots: dict[tuple[int, int], list[str]] = defaultdict(list)
     for k, items in by_class.items():
         cls = inst.classes[k]
         if cls.size == 1:  # the model's sums are exact for one node
             for s, count in items:
-                slots[s].extend([cls.representative.name] * count)
+                slots[s, k].extend([cls.representative.name] * count)
             continue
         # identical nodes, CPU and memory proven non-binding: pack by free GPUs only
         buckets: dict[int, list[str]] = {cls.free.gpus: [n.name for n in reversed(cls.nodes)]}
@@ -31,17 +32,24 @@ def _node_slots(inst: Instance, sol: Solution) -> dict[int, list[str]]:
                     raise AssertionError(f"class {k} cannot pack shape {s}: model not exact")
                 node = buckets[free].pop()
                 buckets.setdefault(free - gpus, []).append(node)
-                slots[s].append(node)
+                slots[s, k].append(node)
     return slots
 
 
 def decode(inst: Instance, sol: Solution) -> tuple[list[Placement], set[int]]:
     """All placements (kept running replicas and new ones) and the jobs given new replicas."""
     placements: list[Placement] = []
-    slots = _node_slots(inst, sol)
+    # with queues, replicas have types (guaranteed from level i of their queue's path up):
+    # a job's replicas of each type take that type's slots; without, everything is type 0
+    slots: dict[tuple[int, int], list[str]] = defaultdict(list)  # (shape, type) -> nodes
+    for (s, k), nodes in _node_slots(inst, sol).items():
+        start = 0
+        for t, count in enumerate(sol.slot_types.get((s, k), [len(nodes)])):
+            slots[s, t].extend(nodes[start : start + count])
+            start += count
     for shape in slots.values():
         shape.sort()  # keep a gang's workers on neighbouring nodes
-    cursor: dict[int, int] = defaultdict(int)
+    cursor: dict[tuple[int, int], int] = defaultdict(int)
     placed_jobs: set[int] = set()
     for j, state in enumerate(inst.jobs):
         job = state.job
@@ -55,12 +63,13 @@ def decode(inst: Instance, sol: Solution) -> tuple[list[Placement], set[int]]:
         count = sol.new_replicas.get(j, 0)
         if count:
             placed_jobs.add(j)
-            start = cursor[state.shape]
-            for node in slots[state.shape][start : start + count]:
-                placements.append(
-                    Placement(job.key, job.kind, next(spare), node, job.gpus_per_replica)
-                )
-            cursor[state.shape] = start + count
+            for t, of_type in enumerate(sol.replica_types.get(j, [count])):
+                start = cursor[state.shape, t]
+                for node in slots[state.shape, t][start : start + of_type]:
+                    placements.append(
+                        Placement(job.key, job.kind, next(spare), node, job.gpus_per_replica)
+                    )
+                cursor[state.shape, t] = start + of_type
     placements.sort(key=lambda p: (p.job, p.replica))
     return placements, placed_jobs
 

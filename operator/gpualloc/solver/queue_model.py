@@ -34,9 +34,9 @@ from gpualloc.solver.lexicographic import Objective
 from gpualloc.solver.queues import Bucket, QueueTree
 
 if TYPE_CHECKING:
-    from gpualloc.solver.cpsat import AllocationModel
+    from gpualloc.solver.cpsat import AllocationModel, Solution
 
-GUARANTEE_LEVEL = "guaranteed@priority="
+GUARANTEE_LEVEL = "guaranteed@depth="
 FAIR = "fair-share:"
 # Unions of victim sets checked per node; past this a node's freed capacity is not used.
 _MAX_HALL_SETS = 64
@@ -59,13 +59,16 @@ class QueueModel:
         self.model = m.model
         inst = m.inst
         self.class_product = [c.representative.product for c in inst.classes]
-        self.g: dict[tuple[int, int], cp_model.IntVar] = {}
-        self.keep: dict[int, cp_model.IntVar] = {}
+        # (level queue, shape, class) -> replicas guaranteed at that level of their path
+        self.g: dict[tuple[str, int, int], cp_model.IntVar] = {}
+        self.keep: dict[tuple[str, int], cp_model.IntVar] = {}  # (level queue, running job)
+        self.gy: dict[int, list[cp_model.IntVar]] = {}  # job -> per level of its path
+        self.gz: dict[int, list[cp_model.IntVar]] = {}  # group -> per level
         self._guaranteed_counts()
         self._running_guarantees()
-        # terms per (leaf queue, product): (coefficient, variable) or constants
+        # terms per (leaf queue, product), and per (level queue, leaf queue, product)
         self.used: dict[tuple[str, str], list[Expr]] = defaultdict(list)
-        self.guaranteed: dict[tuple[str, str], list[Expr]] = defaultdict(list)
+        self.guaranteed: dict[tuple[str, str, str], list[Expr]] = defaultdict(list)
         self.running: dict[tuple[str, str], int] = defaultdict(int)  # if nothing is evicted
         self._collect_terms()
         self.subtrees = {q: tree.subtree(q) for q in tree.nodes}
@@ -74,48 +77,98 @@ class QueueModel:
         self._lending_limits()
         self.borrowing_at = self._classify_running()
 
+    def path(self, queue: str | None) -> tuple[str, ...]:
+        return self.tree.nodes[queue].path if queue in self.tree.nodes else ()
+
     # -- guaranteed replicas ------------------------------------------------------------
+    def _nested(
+        self, name: str, upper: int, top: Expr, path: tuple[str, ...]
+    ) -> list[cp_model.IntVar]:
+        """One count per level of a path, leaf first: each <= the next, the last <= top."""
+        counts = [self.model.new_int_var(0, upper, f"{name}@{q}") for q in path]
+        for inner, outer in zip(counts, [*counts[1:], top], strict=True):
+            self.model.add(inner <= outer)
+        return counts
+
     def _guaranteed_counts(self) -> None:
+        """Per level of a shape's path, its guaranteed replicas are whole gangs, and a
+        replica guaranteed for its own queue is guaranteed for every queue above it."""
         m, inst = self.m, self.m.inst
-        by_shape: dict[int, list[Expr]] = defaultdict(list)
+        by_shape: dict[tuple[str, int], list[Expr]] = defaultdict(list)
         for j, y in m.y.items():
             state = inst.jobs[j]
-            s = state.shape
-            if inst.shapes[s].key.preemptible is False:
+            key = inst.shapes[state.shape].key
+            path = self.path(key.queue)
+            if key.preemptible is False or not path:
                 continue
-            gy = self.model.new_int_var(0, state.hi, f"gy{j}")
-            self.model.add(gy <= y)
-            if state.job.kind == "LLMTrainingJob":  # a gang is guaranteed whole or not at all
-                whole = self.model.new_bool_var(f"gw{j}")
-                self.model.add(gy <= state.hi * whole)
-                self.model.add(gy >= y - state.hi * (1 - whole))
-            by_shape[s].append(gy)
+            self.gy[j] = self._nested(f"gy{j}", state.hi, y, path)
+            for q, gy in zip(path, self.gy[j], strict=True):
+                if state.job.kind == "LLMTrainingJob":  # a gang: guaranteed whole or not
+                    whole = self.model.new_bool_var(f"gw{j}@{q}")
+                    self.model.add(gy <= state.hi * whole)
+                    self.model.add(gy >= y - state.hi * (1 - whole))
+                by_shape[q, state.shape].append(gy)
         for g, z in m.z.items():
             group = m.groups[g]
-            if inst.shapes[group.shape].key.preemptible is False:
+            key = inst.shapes[group.shape].key
+            path = self.path(key.queue)
+            if key.preemptible is False or not path:
                 continue
-            gz = self.model.new_int_var(0, len(group.jobs), f"gz{g}")
-            self.model.add(gz <= z)
-            by_shape[group.shape].append(group.size * gz)
-        per_shape: dict[int, list[cp_model.IntVar]] = defaultdict(list)
+            self.gz[g] = self._nested(f"gz{g}", len(group.jobs), z, path)
+            for q, gz in zip(path, self.gz[g], strict=True):
+                by_shape[q, group.shape].append(group.size * gz)
+        per_shape: dict[tuple[str, int], list[Expr]] = defaultdict(list)
         for (s, k), c in m.c.items():
-            if inst.shapes[s].key.preemptible is False:
-                self.g[s, k] = c
+            key = inst.shapes[s].key
+            path = self.path(key.queue)
+            if key.preemptible is False:  # runs only within every nominal on its path
+                self.g.update({(q, s, k): c for q in path})
                 continue
-            share = self.model.new_int_var(0, m.c_max[s, k], f"g{s}_{k}")
-            self.model.add(share <= c)
-            self.g[s, k] = share
-            per_shape[s].append(share)
-        for s, gs in per_shape.items():
-            self.model.add(sum(gs) == sum(by_shape[s]))
+            nested = self._nested(f"g{s}_{k}", m.c_max[s, k], c, path)
+            for q, count in zip(path, nested, strict=True):
+                self.g[q, s, k] = count
+                per_shape[q, s].append(count)
+        for (q, s), gs in per_shape.items():
+            self.model.add(sum(gs) == sum(by_shape[q, s]))
+
+    def types(
+        self, solver: cp_model.CpSolver, sol: Solution
+    ) -> tuple[dict[tuple[int, int], list[int]], dict[int, list[int]]]:
+        """Replicas per type (guaranteed from level i of the path up; last: not at all), per
+        (shape, class) and per job given new replicas, so decoding gives each guaranteed
+        gang guaranteed slots."""
+        m, inst = self.m, self.m.inst
+        slots: dict[tuple[int, int], list[int]] = {}
+        for (s, k), c in m.c.items():
+            path = self.path(inst.shapes[s].key.queue)
+            levels = [solver.value(self.g[q, s, k]) for q in path] + [solver.value(c)]
+            slots[s, k] = _differences(levels)
+        replicas: dict[int, list[int]] = {}
+        for j, count in sol.new_replicas.items():
+            path = self.path(inst.jobs[j].job.queue)
+            if j in self.gy:
+                replicas[j] = _differences([solver.value(v) for v in self.gy[j]] + [count])
+            elif j in m.y:  # not preemptible: guaranteed all the way
+                replicas[j] = [count] + [0] * len(path)
+        for g, z in m.z.items():
+            group = m.groups[g]
+            path = self.path(inst.shapes[group.shape].key.queue)
+            levels = [solver.value(v) for v in self.gz.get(g, [])]
+            levels = levels or [solver.value(z)] * len(path)  # not preemptible
+            kinds = _differences([*levels, solver.value(z)])
+            order = [t for t, n in enumerate(kinds) for _ in range(n)]
+            for j, t in zip(group.jobs, order, strict=False):  # oldest gangs first
+                replicas[j] = [group.size if i == t else 0 for i in range(len(path) + 1)]
+        return slots, replicas
 
     def _running_guarantees(self) -> None:
         for j, state in enumerate(self.m.inst.jobs):
-            if state.running and state.job.queue in self.tree.nodes:
-                keep = self.model.new_bool_var(f"keep{j}")
-                if j in self.m.e:
-                    self.model.add(keep + self.m.e[j] <= 1)
-                self.keep[j] = keep
+            path = self.path(state.job.queue) if state.running else ()
+            if not path:
+                continue
+            top = (1 - self.m.e[j]) if j in self.m.e else 1
+            for q, keep in zip(path, self._nested(f"keep{j}", 1, top, path), strict=True):
+                self.keep[q, j] = keep
 
     def _running_by_product(self, state: JobState) -> dict[str, int]:
         out: dict[str, int] = defaultdict(int)
@@ -129,16 +182,19 @@ class QueueModel:
             key = inst.shapes[s].key
             if key.queue not in self.tree.nodes:
                 continue
-            where = (key.queue, self.class_product[k])
-            self.used[where].append(key.gpus * c)
-            self.guaranteed[where].append(key.gpus * self.g[s, k])
-        for j, keep in self.keep.items():
+            product = self.class_product[k]
+            self.used[key.queue, product].append(key.gpus * c)
+            for q in self.path(key.queue):
+                self.guaranteed[q, key.queue, product].append(key.gpus * self.g[q, s, k])
+        for (q, j), keep in self.keep.items():
             state = inst.jobs[j]
             queue = str(state.job.queue)
             for product, gpus in self._running_by_product(state).items():
+                self.guaranteed[q, queue, product].append(gpus * keep)
+                if q != queue:
+                    continue
                 self.running[queue, product] += gpus
                 self.used[queue, product].append(gpus * (1 - m.e[j]) if j in m.e else gpus)
-                self.guaranteed[queue, product].append(gpus * keep)
 
     def _sum(
         self, terms: dict[tuple[str, str], list[Expr]], queue: str, b: Bucket
@@ -156,7 +212,13 @@ class QueueModel:
         """Guaranteed GPUs fit every nominal on the way up the tree."""
         for name, node in self.tree.nodes.items():
             for b in node.buckets:
-                self.model.add(self._sum(self.guaranteed, name, b) <= b.nominal)
+                terms = [
+                    t
+                    for q in self.subtrees[name]
+                    for p in b.products
+                    for t in self.guaranteed.get((name, q, p), [])
+                ]
+                self.model.add(cp_model.LinearExpr.sum(terms) <= b.nominal)
 
     def _borrowing_limits(self) -> None:
         """Usage <= nominal + borrowingLimit (or what already runs, if more)."""
@@ -197,9 +259,10 @@ class QueueModel:
         priority, then earlier started); a job that does not fit is borrowing there."""
         inst = self.m.inst
         beyond: dict[int, set[str]] = defaultdict(set)
-        usage = {j: self._running_by_product(inst.jobs[j]) for j in self.keep}
+        running = {j for _, j in self.keep}
+        usage = {j: self._running_by_product(inst.jobs[j]) for j in running}
         order = sorted(
-            self.keep,
+            running,
             key=lambda j: (
                 inst.jobs[j].job.preemptible,
                 -inst.jobs[j].job.priority,
@@ -235,33 +298,50 @@ class QueueModel:
             job.priority
         )
 
-    def reclaims(self, key: ShapeKey, victim: int) -> bool:
-        """Another queue that may reclaim, and the victim borrows where the paths part."""
+    def reclaim_level(self, key: ShapeKey, victim: int) -> int | None:
+        """How far up its path (0: its own queue) a placement of `key` must be guaranteed to
+        reclaim from `victim`: another queue that may reclaim, where the victim borrows at
+        the point the paths part. None: it may not."""
         job = self.m.inst.jobs[victim].job
         if key.queue == job.queue or key.queue not in self.tree.nodes:
-            return False
+            return None
         if job.queue not in self.tree.nodes:
-            return False
+            return None
         if not self.tree.nodes[key.queue].queue.reclaim_within_parent:
-            return False
-        side, _ = self.tree.sides(job.queue, key.queue)
-        return side in self.borrowing_at.get(victim, set())
+            return None
+        theirs, ours = self.tree.sides(job.queue, key.queue)
+        if theirs not in self.borrowing_at.get(victim, set()):
+            return None
+        return self.path(key.queue).index(ours)
 
     def victim_capacity(self, k: int, cls: NodeClass, shapes: list[int]) -> None:
         """Hall's condition: for every union T of the victim sets some placement may use,
-        the placements that may use only victims in T fit the free GPUs plus T's."""
+        the placements that may use only victims in T fit the free GPUs plus T's. A shape's
+        replicas split by how far up their path they are guaranteed (leaf first); each part
+        may use the victims of lower priority in its queue and those it may reclaim from."""
         m, inst = self.m, self.m.inst
         loads: list[tuple[frozenset[int], Expr]] = []
         for s in shapes:
             key = inst.shapes[s].key
             own = frozenset(v for v in cls.victims if self.preempts(key, v))
-            other = frozenset(v for v in cls.victims if self.reclaims(key, v))
-            c, g = m.c[s, k], self.g[s, k]
-            if other - own:
-                loads.append((own | other, key.gpus * g))
-                loads.append((own, key.gpus * (c - g)))
-            else:
-                loads.append((own, key.gpus * c))
+            reach = {v: self.reclaim_level(key, v) for v in cls.victims}
+            path = self.path(key.queue)
+            if not any(level is not None for level in reach.values()):
+                loads.append((own, key.gpus * m.c[s, k]))
+                continue
+            counts = [self.g[q, s, k] for q in path]
+            for i, outer in enumerate([*counts, m.c[s, k]]):
+                # replicas guaranteed from level i of the path up (i == len: not at all)
+                victims = own | {
+                    v for v, level in reach.items() if level is not None and level >= i
+                }
+                part = [outer, counts[i - 1]] if i else [outer]
+                loads.append(
+                    (
+                        frozenset(victims),
+                        cp_model.LinearExpr.weighted_sum(part, [key.gpus, -key.gpus][: len(part)]),
+                    )
+                )
         unions: set[frozenset[int]] = {frozenset()}
         for victims in {v for v, _ in loads}:
             unions |= {u | victims for u in unions}
@@ -279,35 +359,37 @@ class QueueModel:
 
     # -- objectives -----------------------------------------------------------------------
     def guarantee_objectives(self, levels: list[int], total_free: int) -> list[Objective]:
-        """Guaranteed GPUs per priority level, highest first."""
+        """Guaranteed GPUs, top-level queues first, then their children, ...; at each depth
+        per priority level, highest first."""
         inst = self.m.inst
+        depth = {q: len(n.path) - 1 for q, n in self.tree.nodes.items()}
         objs = []
-        for level in levels:
-            terms: list[Expr] = []
-            span = 0
-            for (s, _), g in self.g.items():
-                key = inst.shapes[s].key
-                if key.priority == level and key.queue in self.tree.nodes:
-                    terms.append(key.gpus * g)
-            pending = sum(
-                st.job.gpus_per_replica * st.hi
-                for st in inst.jobs
-                if st.job.priority == level and st.shape >= 0
-            )
-            span = min(total_free, pending)
-            for j, keep in self.keep.items():
-                if inst.jobs[j].job.priority == level:
-                    terms.append(inst.jobs[j].running_gpus * keep)
-                    span += inst.jobs[j].running_gpus
-            if terms:
-                objs.append(
-                    Objective(
-                        f"{GUARANTEE_LEVEL}{level}",
-                        cp_model.LinearExpr.sum(terms),
-                        span,
-                        separate=True,
-                    )
+        for d in sorted(set(depth.values())):
+            for level in levels:
+                terms: list[Expr] = []
+                for (q, s, _), g in self.g.items():
+                    key = inst.shapes[s].key
+                    if depth[q] == d and key.priority == level:
+                        terms.append(key.gpus * g)
+                pending = sum(
+                    st.job.gpus_per_replica * st.hi
+                    for st in inst.jobs
+                    if st.job.priority == level and st.shape >= 0
                 )
+                span = min(total_free, pending)
+                for (q, j), keep in self.keep.items():
+                    if depth[q] == d and inst.jobs[j].job.priority == level:
+                        terms.append(inst.jobs[j].running_gpus * keep)
+                        span += inst.jobs[j].running_gpus
+                if terms:
+                    objs.append(
+                        Objective(
+                            f"{GUARANTEE_LEVEL}{d}@priority={level}",
+                            cp_model.LinearExpr.sum(terms),
+                            span,
+                            separate=True,
+                        )
+                    )
         return objs
 
     def _borrowed(self, name: str) -> tuple[cp_model.IntVar, int]:
@@ -380,6 +462,11 @@ class QueueModel:
         terms = [rank * self.m.e[j] for rank, j in enumerate(victims, start=1)]
         span = len(victims) * (len(victims) + 1) // 2
         return Objective("newest-victims", cp_model.LinearExpr.sum(terms), span)
+
+
+def _differences(levels: list[int]) -> list[int]:
+    """Counts per type from nested counts (each includes the ones before)."""
+    return [b - a for a, b in zip([0, *levels], levels, strict=False)]
 
 
 def _multipliers(weights: list[float]) -> list[int]:
