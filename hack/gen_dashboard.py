@@ -147,6 +147,44 @@ ROWS: list[tuple[str, list[PanelSpec]]] = [
         ],
     ),
     (
+        "GPU queues",
+        [
+            PanelSpec(
+                "GPUs in use and nominal per queue",
+                "GPUs each GPUQueue's jobs hold (its children's included) and its nominal "
+                "quota; above nominal it borrows. Without GPUQueues: the implicit queue "
+                "(cluster).",
+                (
+                    Query("sum by (queue) (gpualloc_queue_allocated_gpus)", "{{queue}} in use"),
+                    Query("sum by (queue) (gpualloc_queue_nominal_gpus)", "{{queue}} nominal"),
+                ),
+                width=12,
+            ),
+            PanelSpec(
+                "Borrowed GPUs per queue",
+                "GPUs each GPUQueue holds beyond its nominal quota (reclaimable when their "
+                "owners need them back).",
+                (Query("sum by (queue) (gpualloc_queue_borrowed_gpus)", "{{queue}}"),),
+                kind="stacked",
+                width=12,
+            ),
+            PanelSpec(
+                "Pending jobs per queue",
+                "Jobs of each GPUQueue the last plan could not place.",
+                (Query("sum by (queue) (gpualloc_queue_pending_jobs)", "{{queue}}"),),
+                kind="stacked",
+                width=12,
+            ),
+            PanelSpec(
+                "Fair share per queue",
+                "Borrowed GPUs / weight of each GPUQueue: weighted max-min fairness levels "
+                "it between sibling queues that want more.",
+                (Query("max by (queue) (gpualloc_queue_fair_share)", "{{queue}}"),),
+                width=12,
+            ),
+        ],
+    ),
+    (
         "Solver",
         [
             PanelSpec(

@@ -10,11 +10,12 @@ from typing import Any
 
 import click
 
-from gpualloc.k8s.convert import SizingWait, SpecError, policy_from_k8s
+from gpualloc.k8s.convert import SizingWait, SpecError, policy_from_k8s, queue_from_k8s
 from gpualloc.k8s.files import InputError, load_objects
 from gpualloc.k8s.snapshot import JOB_KINDS, build_snapshot
-from gpualloc.model import Plan, Snapshot
+from gpualloc.model import Plan, Policy, Snapshot, Unscheduled
 from gpualloc.solver import plan as solve
+from gpualloc.solver.queues import choose_queue
 
 
 def _objects(path: str | None, kinds: tuple[str, ...], default_kind: str | None) -> list[Any]:
@@ -29,9 +30,10 @@ def _objects(path: str | None, kinds: tuple[str, ...], default_kind: str | None)
 
 
 def load_inputs(
-    nodes: str, jobs: str, pods: str | None, policy: str | None
+    nodes: str, jobs: str, pods: str | None, policy: str | None, queues: str | None = None
 ) -> tuple[Snapshot, Any]:
-    """Read the files into a snapshot and policy; errors name file, object and field."""
+    """Read the files into a snapshot and policy; errors name file, object and field.
+    GPUQueue objects come from the queues file and the jobs file."""
     current = nodes
     try:
         node_objs = _objects(nodes, ("Node",), "Node")
@@ -48,11 +50,48 @@ def load_inputs(
             policies[0] if policies else None,
         )
         pol = policy_from_k8s(chosen)
+        current = queues or jobs
+        queue_objs = [
+            *_objects(queues, ("GPUQueue",), "GPUQueue"),
+            *_objects(jobs, ("GPUQueue",), None),
+        ]
+        model_queues = tuple(queue_from_k8s(o) for o in queue_objs)
         current = jobs
         snap = build_snapshot(node_objs, pod_objs, job_objs)
     except (SpecError, SizingWait) as err:
         raise InputError(f"{current}: {err}") from None
-    return snap, pol
+    return replace(snap, queues=model_queues), pol
+
+
+def _in_queues(snap: Snapshot, policy: Policy) -> tuple[Snapshot, list[Unscheduled]]:
+    """Each job's queue (spec.queue, the queue listing its namespace, the default queue);
+    jobs refused or without a queue are left out with the reason."""
+    if not snap.queues:
+        return snap, []
+    jobs, left_out = [], []
+    for job in snap.jobs:
+        choice = choose_queue(
+            job.namespace, job.queue, job.priority, snap.queues, policy.default_queue
+        )
+        if choice.queue is None:
+            why = f"refused: {choice.refused}" if choice.refused else str(choice.waiting)
+            left_out.append(Unscheduled(job.key, why))
+        else:
+            jobs.append(replace(job, queue=choice.queue))
+    return replace(snap, jobs=tuple(jobs)), left_out
+
+
+def _queue_lines(result: Plan) -> list[str]:
+    lines = []
+    for name, r in sorted(result.queues.items()):
+        used = sum(r.usage.values())
+        nominal = sum(r.nominal.values())
+        borrowed = sum(r.borrowed.values())
+        lines.append(
+            f"queue {name}: {used}/{nominal} GPUs of nominal in use, {borrowed} borrowed, "
+            f"{r.admitted} admitted, {r.pending} pending, fair share {r.fair_share:g}"
+        )
+    return lines
 
 
 def _table(result: Plan, snap: Snapshot) -> str:
@@ -81,7 +120,11 @@ def _table(result: Plan, snap: Snapshot) -> str:
                 )
             )
     for u in result.unscheduled:
-        job = next(j for j in snap.jobs if j.key == u.job)
+        waiting = next((j for j in snap.jobs if j.key == u.job), None)
+        if waiting is None:  # refused, or in no queue
+            rows.append((u.job, "", "", "0", "0", "PENDING: " + u.reason))
+            continue
+        job = waiting
         rows.append(
             (u.job, job.kind, str(job.priority), f"0/{job.replicas}", "0", "PENDING: " + u.reason)
         )
@@ -91,6 +134,7 @@ def _table(result: Plan, snap: Snapshot) -> str:
     ]
     for e in result.evictions:
         lines.append(f"evict {e.job}: {e.reason}")
+    lines += _queue_lines(result)
     return "\n".join(lines)
 
 
@@ -118,6 +162,11 @@ def _table(result: Plan, snap: Snapshot) -> str:
     help="An AllocationPolicy (the one named `default` is used).",
 )
 @click.option(
+    "--queues",
+    type=click.Path(dir_okay=False),
+    help="GPUQueue objects (`kubectl get gq -o yaml`); the jobs file may hold them too.",
+)
+@click.option(
     "--time-limit",
     type=click.FloatRange(min=0.1),
     help="Solver time limit in seconds (overrides the policy).",
@@ -130,6 +179,7 @@ def plan_command(
     jobs: str,
     pods: str | None,
     policy: str | None,
+    queues: str | None,
     time_limit: float | None,
     output: str,
 ) -> None:
@@ -141,14 +191,19 @@ def plan_command(
       kubectl get pods -A -o yaml > pods.yaml
       kubectl get llmtrainingjobs,llminferencejobs -A -o yaml > jobs.yaml
       gpualloc plan --nodes nodes.yaml --pods pods.yaml --jobs jobs.yaml
+      gpualloc plan --nodes nodes.yaml --jobs jobs.yaml --queues <(kubectl get gq -o yaml)
     """
     try:
-        snap, pol = load_inputs(nodes, jobs, pods, policy)
+        snap, pol = load_inputs(nodes, jobs, pods, policy, queues)
     except InputError as err:
         raise click.ClickException(str(err)) from None
     if time_limit is not None:
         pol = replace(pol, time_limit_seconds=time_limit)
+    snap, left_out = _in_queues(snap, pol)
     result = solve(snap, pol)
+    if left_out:
+        waiting = sorted([*result.unscheduled, *left_out], key=lambda u: u.job)
+        result = replace(result, unscheduled=tuple(waiting))
     if output == "json":
         json.dump(result.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")

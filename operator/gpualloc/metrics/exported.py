@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from prometheus_client import REGISTRY, Gauge, Histogram
@@ -119,6 +119,47 @@ AUTOSCALING_DESIRED = Gauge(
     registry=None,
 )
 IS_LEADER = Gauge("gpualloc_leader", "1 on the replica that holds the leader lease.")
+# GPU queues (labels queue, product). Without any GPUQueue the whole cluster is one implicit
+# queue, IMPLICIT_QUEUE, whose nominal is every managed GPU.
+IMPLICIT_QUEUE = "(cluster)"
+QUEUE_NOMINAL = Gauge(
+    "gpualloc_queue_nominal_gpus",
+    "A GPUQueue's nominal (guaranteed) GPUs per quota entry (product: a GPU product or *).",
+    ["queue", "product"],
+    registry=None,
+)
+QUEUE_ALLOCATED = Gauge(
+    "gpualloc_queue_allocated_gpus",
+    "GPUs held by a GPUQueue's jobs (its children's included) after the last plan, by product.",
+    ["queue", "product"],
+    registry=None,
+)
+QUEUE_BORROWED = Gauge(
+    "gpualloc_queue_borrowed_gpus",
+    "GPUs a GPUQueue holds beyond its nominal, per quota entry (product: a GPU product or *).",
+    ["queue", "product"],
+    registry=None,
+)
+QUEUE_PENDING = Gauge(
+    "gpualloc_queue_pending_jobs",
+    "Jobs of a GPUQueue (its children's included) the last plan could not place.",
+    ["queue"],
+    registry=None,
+)
+QUEUE_FAIR_SHARE = Gauge(
+    "gpualloc_queue_fair_share",
+    "A GPUQueue's borrowed GPUs / weight after the last plan: weighted max-min fairness "
+    "levels this between sibling queues.",
+    ["queue"],
+    registry=None,
+)
+QUEUE_GAUGES: tuple[Gauge, ...] = (
+    QUEUE_NOMINAL,
+    QUEUE_ALLOCATED,
+    QUEUE_BORROWED,
+    QUEUE_PENDING,
+    QUEUE_FAIR_SHARE,
+)
 
 # What a planning round computes: only the leader runs rounds, so a former leader's values are
 # stale the moment it loses the lease; they are cleared then.
@@ -133,6 +174,7 @@ ROUND_GAUGES: tuple[Gauge, ...] = (
     SOLVER_STATUS,
     FRAGMENTED,
     FREE_NODES,
+    *QUEUE_GAUGES,
 )
 # Exported by the leader alone (registry=None above, collected through _LeaderOnly): with two
 # replicas, sum() over a cluster's series must not count allocation or GPU health twice. Every
@@ -252,3 +294,27 @@ def record_round(stats: Any) -> None:
             fragmented += free
     FRAGMENTED.set(fragmented)
     FREE_NODES.set(whole)
+    record_queues(plan, capacity, allocated)
+
+
+def record_queues(plan: Plan, capacity: Mapping[str, int], allocated: Mapping[str, int]) -> None:
+    """Per GPUQueue: nominal, allocated and borrowed GPUs, pending jobs, fair share; without
+    queues, the implicit one (the cluster)."""
+    for gauge in QUEUE_GAUGES:
+        gauge.clear()
+    if not plan.queues:
+        for product, gpus in capacity.items():
+            QUEUE_NOMINAL.labels(IMPLICIT_QUEUE, product).set(gpus)
+            QUEUE_ALLOCATED.labels(IMPLICIT_QUEUE, product).set(allocated.get(product, 0))
+            QUEUE_BORROWED.labels(IMPLICIT_QUEUE, product).set(0)
+        QUEUE_PENDING.labels(IMPLICIT_QUEUE).set(len(plan.unscheduled))
+        QUEUE_FAIR_SHARE.labels(IMPLICIT_QUEUE).set(0)
+        return
+    for name, report in plan.queues.items():
+        for entry, gpus in report.nominal.items():
+            QUEUE_NOMINAL.labels(name, entry).set(gpus)
+            QUEUE_BORROWED.labels(name, entry).set(report.borrowed.get(entry, 0))
+        for product in capacity:
+            QUEUE_ALLOCATED.labels(name, product).set(report.usage.get(product, 0))
+        QUEUE_PENDING.labels(name).set(report.pending)
+        QUEUE_FAIR_SHARE.labels(name).set(report.fair_share)

@@ -18,7 +18,7 @@ from gpualloc.model import (
     Snapshot,
     Unscheduled,
 )
-from gpualloc.solver.queues import Bucket, QueueTree, bucket_usage, usage_by_product
+from gpualloc.solver.queues import REST, Bucket, QueueTree, bucket_usage, usage_by_product
 
 
 def _plural(count: int, word: str) -> str:
@@ -46,9 +46,16 @@ class QueueView:
         return sum(self.usage[name].get(p, 0) for p in bucket.products)
 
     def borrowed(self, name: str) -> dict[str, int]:
+        """GPUs beyond nominal per quota entry; the products a queue lists no entry for
+        (REST) only when it holds some beyond its children's quota."""
         node = self.tree.nodes[name]
         used = bucket_usage(node, self.usage[name])
-        return {b.label: max(0, used[b.key] - b.nominal) for b in node.buckets}
+        out = {}
+        for b in node.buckets:
+            beyond = max(0, used[b.key] - b.nominal)
+            if b.key != REST or beyond:
+                out[b.label] = beyond
+        return out
 
 
 def reports(
@@ -68,7 +75,7 @@ def reports(
         weight = node.queue.weight
         out[name] = QueueReport(
             usage=dict(sorted(view.usage[name].items())),
-            nominal={b.label: b.nominal for b in node.buckets},
+            nominal={b.label: b.nominal for b in node.buckets if b.key != REST or b.nominal},
             borrowed=borrowed,
             pending=pending[name],
             admitted=admitted[name],
