@@ -24,6 +24,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "hack"))
 import localcluster  # noqa: E402
 
+from tests.cluster.operator_harness import H100, POOL_LABEL, OperatorProcess  # noqa: E402
+
 T = TypeVar("T")
 
 
@@ -140,3 +142,97 @@ def namespace(kube: Kube) -> Iterator[str]:
     name = kube.create_namespace()
     yield name
     kube.delete_namespace(name)
+
+
+# -- the operator and one test's own corner of the cluster ---------------------------------
+GROUP, VERSION = "gpualloc.io", "v1alpha1"
+PLURAL = {"LLMTrainingJob": "llmtrainingjobs", "LLMInferenceJob": "llminferencejobs"}
+
+
+@pytest.fixture(scope="module")
+def operator(
+    kube: Kube, crds: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    op = OperatorProcess(kube.kubeconfig, tmp_path_factory.mktemp("operator")).start()
+    try:  # stopped even when it never leads: an orphan would hold the lease for the next run
+        op.wait_leading()
+        yield op
+    finally:
+        op.stop()
+
+
+class Env:
+    """One test's namespace and its own kwok GPU nodes (jobs are pinned to them by label)."""
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+        self.pool = f"p{uuid.uuid4().hex[:6]}"
+        self.namespace = kube.create_namespace("op")
+        self.custom = client.CustomObjectsApi(kube.api_client())
+        self.nodes: list[str] = []
+
+    def add_nodes(self, count: int, product: str = H100, gpus: int = 8) -> list[str]:
+        names = self.kube.add_nodes(
+            {
+                "count": count,
+                "namePrefix": f"{self.pool}-{product.split('-')[1].lower()}-",
+                "gpuProduct": product,
+                "gpusPerNode": gpus,
+                "gpuMemoryMiB": 81559 if product == H100 else 40960,
+                "labels": {POOL_LABEL: self.pool},
+            },
+            start=len(self.nodes),
+        )
+        self.nodes += names
+        return names
+
+    def apply(self, obj: dict[str, Any]) -> None:
+        obj["metadata"]["namespace"] = self.namespace
+        self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL[obj["kind"]], obj
+        )
+
+    def get(self, kind: str, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL[kind], name
+        )
+        return result
+
+    def phase(self, kind: str, name: str) -> str | None:
+        return (self.get(kind, name).get("status") or {}).get("phase")
+
+    def wait_phase(self, kind: str, name: str, phase: str, timeout: float = 30) -> dict[str, Any]:
+        return self.kube.wait_for(
+            lambda: self.get(kind, name) if self.phase(kind, name) == phase else None,
+            timeout=timeout,
+            what=f"{kind} {name} phase {phase} (now {self.phase(kind, name)})",
+        )
+
+    def pods(self, job: str) -> list[client.V1Pod]:
+        return list(
+            self.kube.core.list_namespaced_pod(
+                self.namespace, label_selector=f"gpualloc.io/job={job}"
+            ).items
+        )
+
+    def events(self, name: str) -> list[tuple[str, str]]:
+        items = self.kube.core.list_namespaced_event(
+            self.namespace, field_selector=f"involvedObject.name={name}"
+        ).items
+        return [(e.reason, e.message) for e in items]
+
+    def close(self) -> None:
+        self.kube.delete_namespace(self.namespace)
+        self.kube.wait_for(
+            lambda: not self.kube.core.list_namespaced_pod(self.namespace).items,
+            timeout=60,
+            what="test pods gone",
+        )
+        self.kube.remove_nodes(self.nodes)
+
+
+@pytest.fixture
+def env(kube: Kube, operator: OperatorProcess) -> Iterator[Env]:
+    e = Env(kube)
+    yield e
+    e.close()

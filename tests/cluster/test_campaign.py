@@ -25,7 +25,7 @@ import pytest
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
-from tests.cluster.conftest import Kube
+from tests.cluster.conftest import GROUP, PLURAL, VERSION, Env, Kube
 from tests.cluster.hostile.corpus import (
     BAD_POLICIES,
     INFERENCE,
@@ -49,7 +49,6 @@ from tests.cluster.operator_harness import (
     training,
 )
 from tests.cluster.prometheus_harness import Policy
-from tests.cluster.test_operator import GROUP, PLURAL, VERSION, Env
 
 pytestmark = pytest.mark.cluster
 

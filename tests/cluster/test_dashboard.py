@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.cluster.conftest import Kube
+from tests.cluster.conftest import Env, Kube
 from tests.cluster.operator_harness import A100, H100, REPO, OperatorProcess, inference, training
 from tests.cluster.prometheus_harness import (
     FakeDcgmExporter,
@@ -23,7 +23,6 @@ from tests.cluster.prometheus_harness import (
     PrometheusServer,
     prometheus_spec,
 )
-from tests.cluster.test_operator import Env
 
 DASHBOARD = REPO / "helm" / "gpualloc" / "files" / "dashboard.json"
 

@@ -21,10 +21,9 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.conftest import Kube
+from tests.cluster.conftest import Env, Kube
 from tests.cluster.operator_harness import OperatorProcess, inference, kubeconfig_copy, training
 from tests.cluster.tcp_proxy import TcpProxy
-from tests.cluster.test_operator import Env
 
 # A short lease keeps the takeover test short: renew deadline 4 s, retry period 0.8 s.
 SHORT_LEASE = {"GPUALLOC_LEASE_SECONDS": "6"}

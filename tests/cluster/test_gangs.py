@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.cluster.conftest import Kube
+from tests.cluster.conftest import GROUP, VERSION, Env, Kube
 from tests.cluster.operator_harness import OperatorProcess, inference, training
-from tests.cluster.test_operator import GROUP, VERSION, Env
 
 pytestmark = pytest.mark.cluster
 POLICY: dict[str, Any] = {
@@ -36,13 +35,6 @@ def operator(
     finally:
         op.stop()
         custom.delete_cluster_custom_object(GROUP, VERSION, "allocationpolicies", "default")
-
-
-@pytest.fixture
-def env(kube: Kube, operator: OperatorProcess) -> Iterator[Env]:
-    e = Env(kube)
-    yield e
-    e.close()
 
 
 def _fail(env: Env, pod: str) -> None:

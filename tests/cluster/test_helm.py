@@ -18,9 +18,8 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from tests.cluster.conftest import Kube
+from tests.cluster.conftest import Env, Kube
 from tests.cluster.operator_harness import REPO, OperatorProcess, training
-from tests.cluster.test_operator import Env
 
 CHART = REPO / "helm" / "gpualloc"
 

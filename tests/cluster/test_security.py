@@ -4,34 +4,12 @@ template setting the AllocationPolicy does not allow is refused on the job alone
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from tests.cluster.conftest import Kube
-from tests.cluster.operator_harness import OperatorProcess, training
-from tests.cluster.test_operator import Env
+from tests.cluster.conftest import Env
+from tests.cluster.operator_harness import training
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture(scope="module")
-def operator(
-    kube: Kube, crds: None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
-    op = OperatorProcess(kube.kubeconfig, tmp_path_factory.mktemp("operator")).start()
-    try:
-        op.wait_leading()
-        yield op
-    finally:
-        op.stop()
-
-
-@pytest.fixture
-def env(kube: Kube, operator: OperatorProcess) -> Iterator[Env]:
-    e = Env(kube)
-    yield e
-    e.close()
 
 
 def test_pod_security_admission_of_the_jobs_namespace_applies_to_its_pods(env: Env) -> None:
