@@ -81,13 +81,19 @@ class Explainer:
             self._usable[req] = [n for n in self.nodes if rejection(req, n) is None]
         return self._usable[req]
 
-    def why(self, job: Job, needed: int) -> str:
-        """The most specific reason, from never-fits to was-outranked."""
+    def never_fits(self, job: Job) -> str | None:
+        """Why no node could ever take the job, whatever else runs (None: some could)."""
         key = (job.requirements, job.gpus_per_replica)
         if key not in self._static:
             self._static[key] = no_eligible_node(job, self.nodes)
-        if self._static[key]:
-            return str(self._static[key])
+        return self._static[key]
+
+    def why(self, job: Job, needed: int) -> str:
+        """The most specific reason, from never-fits to was-outranked."""
+        never = self.never_fits(job)
+        if never:
+            return never
+        key = (job.requirements, job.gpus_per_replica)
         need = job.gpus_per_replica
         req = job.requirements
         if key not in self._fitting:

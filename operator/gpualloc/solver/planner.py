@@ -124,10 +124,13 @@ def _plan_with_queues(
     jobs_by_key = {j.key: j for j in planned.jobs}
     explainer = Explainer(planned.nodes, inst.free_by_node, placements, jobs_by_key, sol.status)
     view = queue_report.QueueView(tree, planned, placements)
-    waiting = [
+    waiting = [  # jobs that wait and could run somewhere: who a job waits behind
         s.job
         for j, s in enumerate(inst.jobs)
-        if not s.running and j not in placed and s.job.replicas > 0
+        if not s.running
+        and j not in placed
+        and s.job.replicas > 0
+        and not explainer.never_fits(s.job)
     ]
     evictions = []
     unscheduled = list(refused)
@@ -147,7 +150,8 @@ def _plan_with_queues(
                 queue_part = ""
             else:
                 reason = explainer.why(job, state.lo or job.min_replicas)
-                queue_part = queue_report.why_waiting(job, tree, view, waiting)
+                never = explainer.never_fits(job)  # whatever the queue allows
+                queue_part = "" if never else queue_report.why_waiting(job, tree, view, waiting)
             unscheduled.append(Unscheduled(job.key, queue_part + reason))
     placed_keys = {p.job for p in placements}
     return replace(
