@@ -314,6 +314,22 @@ def test_no_reclaim_from_work_within_nominal() -> None:
     assert not p.evictions and "ns/a1" not in gpus_by_job(p)
 
 
+def test_a_queue_at_its_nominal_cannot_reclaim_by_calling_a_new_job_the_guaranteed_one() -> None:
+    # a (nominal 1) runs a0 within it; a1 would be guaranteed only if a0 were relabelled as
+    # borrowing: no reclaim from b, even though leximin would like a to borrow more
+    jobs = [
+        in_queue("a", inference("a0", 1, 1, preemptible=True)),
+        in_queue("a", inference("a1", 1, 1, preemptible=True, created=5)),
+        in_queue("b", gang("b0", 1, 8, preemptible=True)),
+        in_queue("b", gang("b1", 1, 7, preemptible=True)),
+        in_queue("b", gang("b2", 1, 8, preemptible=True, created=9)),  # b wants more too
+    ]
+    pods = [running("a0", "n0", 1), running("b1", "n0", 7), running("b0", "n1", 8)]
+    s = snap(TWO, jobs, [q("a", h100(1)), q("b")], pods)
+    p = plan(s)
+    assert not p.evictions and "ns/a1" not in gpus_by_job(p)
+
+
 def test_no_fairness_preemption_between_borrowers() -> None:
     # both borrow (nominal 0): b holds everything; a waits instead of evicting
     s = snap(

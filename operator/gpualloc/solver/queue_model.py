@@ -61,9 +61,14 @@ class QueueModel:
         self.class_product = [c.representative.product for c in inst.classes]
         # (level queue, shape, class) -> replicas guaranteed at that level of their path
         self.g: dict[tuple[str, int, int], cp_model.IntVar] = {}
-        self.keep: dict[tuple[str, int], cp_model.IntVar] = {}  # (level queue, running job)
+        # (level queue, running job) -> 1 if it counts within that queue's nominal (0 once
+        # evicted): fixed by the order jobs fill nominal, so a plan cannot relabel a running
+        # job as borrowing to call a new one of the same queue guaranteed and reclaim for it
+        self.keep: dict[tuple[str, int], Expr] = {}
         self.gy: dict[int, list[cp_model.IntVar]] = {}  # job -> per level of its path
         self.gz: dict[int, list[cp_model.IntVar]] = {}  # group -> per level
+        self.subtrees = {q: tree.subtree(q) for q in tree.nodes}
+        self.borrowing_at = self._classify_running()
         self._guaranteed_counts()
         self._running_guarantees()
         # terms per (leaf queue, product), and per (level queue, leaf queue, product)
@@ -71,11 +76,9 @@ class QueueModel:
         self.guaranteed: dict[tuple[str, str, str], list[Expr]] = defaultdict(list)
         self.running: dict[tuple[str, str], int] = defaultdict(int)  # if nothing is evicted
         self._collect_terms()
-        self.subtrees = {q: tree.subtree(q) for q in tree.nodes}
         self._nominal_limits()
         self._borrowing_limits()
         self._lending_limits()
-        self.borrowing_at = self._classify_running()
 
     def path(self, queue: str | None) -> tuple[str, ...]:
         return self.tree.nodes[queue].path if queue in self.tree.nodes else ()
@@ -164,11 +167,10 @@ class QueueModel:
     def _running_guarantees(self) -> None:
         for j, state in enumerate(self.m.inst.jobs):
             path = self.path(state.job.queue) if state.running else ()
-            if not path:
-                continue
-            top = (1 - self.m.e[j]) if j in self.m.e else 1
-            for q, keep in zip(path, self._nested(f"keep{j}", 1, top, path), strict=True):
-                self.keep[q, j] = keep
+            kept: Expr = (1 - self.m.e[j]) if j in self.m.e else 1
+            for q in path:
+                if q not in self.borrowing_at.get(j, set()):
+                    self.keep[q, j] = kept
 
     def _running_by_product(self, state: JobState) -> dict[str, int]:
         out: dict[str, int] = defaultdict(int)
@@ -254,12 +256,14 @@ class QueueModel:
 
     # -- which running jobs borrow ------------------------------------------------------
     def _classify_running(self) -> dict[int, set[str]]:
-        """For each running job, the queues (on its path) whose nominal it is beyond: in
-        each queue's subtree jobs fill nominal in order (not preemptible first, then higher
-        priority, then earlier started); a job that does not fit is borrowing there."""
+        """For each running job, the queues (on its path) whose nominal it is beyond. Top
+        down, in each queue's subtree the jobs within its parent's nominal fill its nominal
+        in order (not preemptible first, then higher priority, then earlier started); a job
+        that does not fit is borrowing there and below."""
         inst = self.m.inst
-        beyond: dict[int, set[str]] = defaultdict(set)
-        running = {j for _, j in self.keep}
+        running = [
+            j for j, st in enumerate(inst.jobs) if st.running and st.job.queue in self.tree.nodes
+        ]
         usage = {j: self._running_by_product(inst.jobs[j]) for j in running}
         order = sorted(
             running,
@@ -270,9 +274,15 @@ class QueueModel:
                 inst.jobs[j].job.key,
             ),
         )
-        for name, node in self.tree.nodes.items():
+        within: dict[str, set[int]] = {}
+        beyond: dict[int, set[str]] = defaultdict(set)
+        for name in sorted(self.tree.nodes, key=lambda n: len(self.tree.nodes[n].path)):
+            node = self.tree.nodes[name]
             members = set(self.subtrees[name])
+            parent = node.queue.parent
+            nominal = {b.key: b.nominal for b in node.buckets}
             filled: dict[str, int] = defaultdict(int)
+            within[name] = set()
             for j in order:
                 if inst.jobs[j].job.queue not in members:
                     continue
@@ -280,10 +290,11 @@ class QueueModel:
                 for product, gpus in usage[j].items():
                     bucket = node.bucket_of(product)
                     need[bucket.key if bucket else product] += gpus
-                nominal = {b.key: b.nominal for b in node.buckets}
-                if all(filled[k] + n <= nominal.get(k, 0) for k, n in need.items()):
+                fits = all(filled[k] + n <= nominal.get(k, 0) for k, n in need.items())
+                if fits and (parent is None or j in within[parent]):
                     for k, n in need.items():
                         filled[k] += n
+                    within[name].add(j)
                 else:
                     beyond[j].add(name)
         return beyond
