@@ -127,10 +127,15 @@ bench-operator: setup deps
 
 # Trace-driven simulator: openb (3 pod lists x 5 policies x SEEDS) and Philly gangs;
 # JSON and tables in bench-results/, plot in docs/simulator-openb.png. About 3 min on 2 cores.
+# Then the time-driven simulator on a short Philly window per seed (6 h of arrivals, every
+# job followed to completion; 4 policies): bench-results/bench-time-6h.{json,md} and
+# docs/simulator-philly-6h.png. The 72-hour windows: docs/benchmarks.md, "Time-driven simulator".
 SEEDS ?= 42,43,44
 BATCH ?= 8
 bench-sim: setup
 	$(BIN)/python -m gpualloc.sim.bench_sim --seeds $(SEEDS) --batch $(BATCH) --jobs 2
+	$(BIN)/python -m gpualloc.sim.bench_time --seeds $(SEEDS) --hours 6 --load 1.2 --jobs 2 \
+		--name bench-time-6h --plot docs/simulator-philly-6h.png
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -169,7 +169,7 @@ def simulate_command(
         try:
             result = simulate_trace(options, _trace_policies(policy), not no_progress)
         except (OSError, KeyError, ValueError) as err:
-            raise click.UsageError(f"{trace_file}: {err}") from err
+            raise click.UsageError(str(err)) from err
         if plot_path:
             from gpualloc.sim.time_plot import plot
 

@@ -205,3 +205,24 @@ def test_simulate_trace_table_plot_and_bad_input(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "--start" in bad.output
     # the openb mode still needs its two lists
     assert "Missing option '--nodes'" in CliRunner().invoke(main, ["simulate"]).output
+
+
+def test_a_node_profile_sets_the_cluster(tmp_path: Path) -> None:
+    profile = tmp_path / "profile.yaml"
+    profile.write_text(
+        "pools:\n"
+        "  - {count: 1, namePrefix: big-, gpuProduct: H100, gpusPerNode: 8, gpuMemoryMiB: 81559}\n"
+        "  - {count: 2, namePrefix: small-, gpuProduct: T4, gpusPerNode: 4, gpuMemoryMiB: 16384}\n"
+    )
+    args = ["simulate", "--trace", "philly", "--trace-file", str(tiny_trace(tmp_path))]
+    args += ["--start", "2017-10-01", "--hours", "1", "-o", "json", "--no-progress"]
+    result = CliRunner().invoke(main, [*args, "--nodes", str(profile), "--policy", "gpualloc"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    # 16 GPUs in all, but the 2 x 8 gang has only one 8-GPU node: it never fits and waits
+    assert out["window"]["gpus"] == 16 and out["window"]["nodes"] == 3
+    assert out["policies"]["gpualloc"]["run"]["unfinished"] == 1
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("pools:\n  - {count: 1}\n")
+    result = CliRunner().invoke(main, [*args, "--nodes", str(bad)])
+    assert result.exit_code == 2 and "not a node profile" in result.output

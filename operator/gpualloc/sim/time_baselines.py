@@ -297,9 +297,10 @@ class KaiLike:
                 self.pipelined.discard(job.key)
                 actions += bind_gang(job, picks, free)
                 usage[job.namespace] = usage.get(job.namespace, 0) + job.gpus
+        started = {a.job for a in actions}
         queues: dict[str, list[SimJob]] = {}
         for job in waiting:
-            if job.key not in self.pipelined and not any(a.job == job.key for a in actions):
+            if job.key not in self.pipelined and job.key not in started:
                 queues.setdefault(job.namespace, []).append(job)
         heads = {q: 0 for q in queues}
         while heads:
@@ -309,7 +310,7 @@ class KaiLike:
             heads[q] += 1
             if heads[q] == len(queues[q]):
                 del heads[q]
-            picks = free.place_gang(job.workers, job.gpus_per_worker)
+            picks = free.place_gang(job.workers, job.gpus_per_worker) if free.largest else None
             if picks is None:
                 unplaced.append(job)
                 continue
@@ -320,7 +321,13 @@ class KaiLike:
     def _preempt(self, sim: Simulation, free: FreeMap, unplaced: list[SimJob]) -> list[Action]:
         actions: list[Action] = []
         taken: set[str] = set()
+        lowest: dict[str, int] = {}  # queue -> lowest priority of its preemptible running jobs
+        for v in sim.active.values():
+            if v.running and v.preemptible:
+                lowest[v.namespace] = min(lowest.get(v.namespace, v.priority), v.priority)
         for job in unplaced:
+            if job.priority <= lowest.get(job.namespace, job.priority):
+                continue  # no one it may preempt
             victims = sorted(
                 (
                     v

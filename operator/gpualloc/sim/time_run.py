@@ -71,16 +71,21 @@ def profile_nodes(path: str) -> list[SimNode]:
     gpuProduct, gpusPerNode, gpuMemoryMiB)."""
     with open(path) as f:
         profile = yaml.safe_load(f)
-    return [
-        SimNode(
-            f"{pool['namePrefix']}{i}",
-            int(pool.get("gpusPerNode", GPUS_PER_NODE)),
-            str(pool.get("gpuProduct", "unknown")),
-            int(pool.get("gpuMemoryMiB", 16384)),
-        )
-        for pool in profile["pools"]
-        for i in range(int(pool["count"]))
-    ]
+    try:
+        return [
+            SimNode(
+                f"{pool['namePrefix']}{i}",
+                int(pool.get("gpusPerNode", GPUS_PER_NODE)),
+                str(pool.get("gpuProduct", "unknown")),
+                int(pool.get("gpuMemoryMiB", 16384)),
+            )
+            for pool in profile["pools"]
+            for i in range(int(pool["count"]))
+        ]
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(
+            f"{path}: not a node profile (pools of count, namePrefix, ...): {err}"
+        ) from None
 
 
 def eight_gpu_nodes(count: int) -> list[SimNode]:
@@ -141,6 +146,13 @@ def scheduler_of(name: str, window: Window, options: TraceOptions) -> Scheduler:
 def run_policy(
     window: Window, name: str, options: TraceOptions, progress: bool = False
 ) -> dict[str, Any]:
+    return run_scheduler(window, scheduler_of(name, window, options), options, progress)
+
+
+def run_scheduler(
+    window: Window, scheduler: Scheduler, options: TraceOptions, progress: bool = False
+) -> dict[str, Any]:
+    """Replay the window with `scheduler` on a fresh copy of its cluster; the metrics."""
     jobs = sim_jobs(window, options)
     nodes = [SimNode(n.name, n.gpus, n.product, n.gpu_memory_mib) for n in window.nodes]
     sim = Simulation(
@@ -150,7 +162,6 @@ def run_policy(
         debounce=options.debounce,
         start=window.start,
     )
-    scheduler = scheduler_of(name, window, options)
     stats = sim.run(scheduler, progress)
     out = run_metrics(jobs, sim.series, sim.capacity, window.start, window.end, window.weights)
     simulated_hours = (sim.now - window.start) / 3600
@@ -158,6 +169,7 @@ def run_policy(
         "rounds": stats.rounds,
         "events": stats.events,
         "wall_seconds": round(stats.wall_seconds, 2),
+        "cpu_seconds": round(stats.cpu_seconds, 2),
         "scheduler_seconds": round(stats.round_seconds, 2),
         "max_round_seconds": round(stats.max_round_seconds, 3),
         "simulated_hours": round(simulated_hours, 1),
@@ -181,6 +193,22 @@ def _thin(series: Sequence[tuple[float, int, int]], limit: int = 2000) -> list[l
     return [[round(t, 1), a, b] for t, a, b in series[::step]]
 
 
+def window_summary(window: Window, options: TraceOptions) -> dict[str, Any]:
+    return {
+        "start_unix": window.start,
+        "end_unix": window.end,
+        "start": _stamp(window.start),
+        "end": _stamp(window.end),
+        "hours": options.hours,
+        "jobs": len(window.jobs),
+        "unfit_jobs": window.unfit,
+        "gang_jobs_8_plus": sum(1 for j in window.jobs if j.gpus >= 8),
+        "nodes": len(window.nodes),
+        "gpus": window.capacity,
+        "offered_load": window.offered_load,
+    }
+
+
 def simulate_trace(
     options: TraceOptions, policies: Sequence[str] = POLICIES, progress: bool = False
 ) -> dict[str, Any]:
@@ -190,19 +218,7 @@ def simulate_trace(
     return {
         "trace": "philly",
         "options": asdict(options),
-        "window": {
-            "start_unix": window.start,
-            "end_unix": window.end,
-            "start": _stamp(window.start),
-            "end": _stamp(window.end),
-            "hours": options.hours,
-            "jobs": len(window.jobs),
-            "unfit_jobs": window.unfit,
-            "gang_jobs_8_plus": sum(1 for j in window.jobs if j.gpus >= 8),
-            "nodes": len(window.nodes),
-            "gpus": window.capacity,
-            "offered_load": window.offered_load,
-        },
+        "window": window_summary(window, options),
         "policies": results,
         "wall_seconds": round(time.monotonic() - started, 2),
     }

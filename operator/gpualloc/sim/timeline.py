@@ -137,6 +137,7 @@ class RunStats:
     round_seconds: float = 0.0  # wall time inside the scheduler
     max_round_seconds: float = 0.0
     wall_seconds: float = 0.0
+    cpu_seconds: float = 0.0  # this process's, all threads (CP-SAT's included)
     half_placed_gangs: int = 0
     evictions: int = 0  # pods deleted while holding GPUs, preemptions or not
 
@@ -196,7 +197,8 @@ class Simulation:
             self.series.append(point)
 
     def run(self, scheduler: Scheduler, progress: bool = False) -> RunStats:
-        started = time.monotonic()
+        started, cpu = time.monotonic(), time.process_time()
+        shown = started
         bar = tqdm(
             total=len(self.jobs),
             desc=f"{scheduler.name:13}",
@@ -222,11 +224,13 @@ class Simulation:
                     self._changed()
                 elif kind == _ROUND:
                     self._maybe_round(scheduler)
-                if progress and self.stats.events % 200 == 0:
+                if progress and time.monotonic() - shown > 0.5:
+                    shown = time.monotonic()
                     self._progress(bar, started)
         finally:
             bar.close()
         self.stats.wall_seconds = time.monotonic() - started
+        self.stats.cpu_seconds = time.process_time() - cpu
         return self.stats
 
     def _progress(self, bar: tqdm[Never], started: float) -> None:
