@@ -84,3 +84,15 @@ def test_a_pod_matters_when_bound_finished_or_deleted_not_when_merely_running() 
     assert prints[1] == prints[2]  # kwok/kubelet marked it Running: no news
     assert prints[2] != prints[3]  # failed: capacity back
     assert pod_fingerprint("DELETED", running) is None
+
+
+def test_only_gpualloc_pods_and_pods_asking_for_gpus_wake_the_loop() -> None:
+    from gpualloc.controller.podwatch import matters
+
+    web = {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "w"}]}}
+    ours = {"metadata": {"labels": {"gpualloc.io/job": "llama"}}, "spec": {}}
+    gpu = {
+        "metadata": {},
+        "spec": {"containers": [{"resources": {"limits": {"nvidia.com/gpu": "1"}}}]},
+    }
+    assert [matters(p) for p in (web, ours, gpu)] == [False, True, True]
