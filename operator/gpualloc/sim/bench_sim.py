@@ -27,7 +27,17 @@ from gpualloc.solver.devices.devicestate import DeviceState
 
 DATA = Path("../shared/data")
 NODES = DATA / "openb" / "openb_node_list_gpu_node.csv"
-LISTS = ("default", "gpushare100", "multigpu50")
+LISTS = ("default", "gpushare100", "multigpu50")  # `make bench-sim`, the short run
+# every pod list of the paper we have, one or two per family (the rest are held out)
+LISTS_ALL = (
+    "default",
+    "cpu100",
+    "gpushare60",
+    "gpushare100",
+    "gpuspec20",
+    "multigpu30",
+    "multigpu50",
+)
 POLICIES = ("gpualloc", "fgd", "best-fit", "first-fit", "spread")
 PUBLISHED = {"06-FGD": "FGD (published)", "05-BestFit": "BestFit (published)"}
 

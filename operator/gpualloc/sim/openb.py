@@ -3,7 +3,10 @@
 1. The GPU nodes of the node list make the cluster.
 2. Pods are drawn with replacement from the pod list (seeded) until one more would take the
    requested GPU milli (num_gpu * 1000, or the share) past `arrival` x capacity; that pod
-   is not taken. The draws are then shuffled with the same seeded generator.
+   is not taken. The draws are then shuffled with the same seeded generator, which then
+   renames the nodes: the published simulator prefixes each node name with a number from
+   a seeded permutation (`syncClusterResourceList`, `rand.Perm`), and its scheduler gives a
+   tie between nodes to the smallest name, so ties go to a seeded random node order.
 3. Pods arrive one by one in that order; each is placed once (or, with a batch planner, up
    to N arrivals are planned together) and never moved; nothing departs. A pod that does
    not fit is dropped.
@@ -90,11 +93,28 @@ def sample_arrivals(
     pods: Sequence[PodRequest], capacity_milli: int, arrival: float, seed: int
 ) -> list[PodRequest]:
     """Step 2 of the protocol: seeded draws with replacement, then a seeded shuffle."""
+    return _draw(pods, capacity_milli, arrival, random.Random(seed))
+
+
+def sample_trace(
+    pods: Sequence[PodRequest], nodes: Sequence[GpuNode], arrival: float, seed: int
+) -> tuple[list[PodRequest], list[GpuNode]]:
+    """Step 2 in full: the arrivals (as `sample_arrivals`) and the nodes in the order their
+    seeded names sort in, which is the order in which ties between nodes are broken."""
+    rng = random.Random(seed)
+    capacity = sum(n.gpus for n in nodes) * MILLI
+    arrivals = _draw(pods, capacity, arrival, rng)
+    prefix = rng.sample(range(len(nodes)), len(nodes))  # node i is renamed f"{prefix[i]:04d}-..."
+    return arrivals, [nodes[i] for i in sorted(range(len(nodes)), key=prefix.__getitem__)]
+
+
+def _draw(
+    pods: Sequence[PodRequest], capacity_milli: int, arrival: float, rng: random.Random
+) -> list[PodRequest]:
     if not pods:
         return []
     if not any(p.gpu_request_milli for p in pods):
         raise ValueError("the pod list requests no GPUs; the arrival target is never reached")
-    rng = random.Random(seed)
     target = arrival * capacity_milli
     drawn: list[PodRequest] = []
     requested = 0

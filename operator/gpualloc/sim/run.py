@@ -12,7 +12,7 @@ from gpualloc.sim.openb import (
     read_nodes,
     read_pods,
     replay,
-    sample_arrivals,
+    sample_trace,
 )
 from gpualloc.sim.policies import make_policy
 from gpualloc.solver.devices.devicestate import DeviceState
@@ -39,8 +39,9 @@ def simulate(
         raise TraceFormatError(f"{nodes_path}: no GPU nodes")
     if not pod_list:
         raise TraceFormatError(f"{pods_path}: no pods")
+    # nodes in the order of their seeded names: how the published simulator breaks ties
+    arrivals, nodes = sample_trace(pod_list, nodes, arrival, seed)
     state = DeviceState(nodes)
-    arrivals = sample_arrivals(pod_list, state.total_gpu_milli, arrival, seed)
     placer = make_policy(policy, pod_list, state, BatchOptions(time_limit_seconds=time_limit))
     levels = [lv for lv in LEVELS if lv <= round(arrival * 100)]
     # only gpualloc plans arrivals jointly; the per-pod policies see one at a time

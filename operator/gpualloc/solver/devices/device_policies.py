@@ -2,12 +2,15 @@
 
 - first-fit: the first node (in node order) that fits; the first device that fits;
 - best-fit: the node left with the least free CPU and GPU, 0.5 * CPU / max CPU +
-  0.5 * GPU milli / max GPU milli (the FGD simulator's BestFit); the tightest device;
+  0.5 * GPU milli / max GPU milli, scored as the FGD simulator's BestFit does (an integer
+  node score, then kube-scheduler's min-max normalization, so near ties are ties); the
+  tightest device;
 - spread: the opposite node score (kube-scheduler's LeastAllocated); the emptiest device;
 - fgd: the node and device where the expected fragmentation F grows least (ATC'23 FGD);
   with `integer_score`, as the published simulator scores it (`published_fgd_score`).
-Ties go to the lowest node index (nodes are sorted by name, as the published simulator
-breaks ties), then the lowest device index.
+Ties go to the lowest node index (the published simulator gives them to the smallest node
+name; the replay orders nodes by their seeded names, `sim/openb.py`), then the lowest
+device index.
 """
 
 from __future__ import annotations
@@ -53,7 +56,18 @@ def fit_score(state: DeviceState, pod: PodRequest, rows: IntArray) -> FloatArray
     max_gpu = float(state.gpus.max() * MILLI) or 1.0
     cpu = (state.cpu_left[rows] - pod.cpu_milli) / max_cpu
     gpu = (state.free_gpu_milli(rows) - pod.gpu_request_milli) / max_gpu
-    return np.asarray(0.5 * cpu + 0.5 * gpu, dtype=np.float64)
+    # the simulator's order of operations, so that its integer scores come out alike
+    return np.asarray(cpu * 0.5 + gpu * 0.5, dtype=np.float64)
+
+
+def published_best_fit_score(state: DeviceState, pod: PodRequest, rows: IntArray) -> IntArray:
+    """The published BestFit node score: int(100 x (1 - fit_score)), then NormalizeScore
+    (min-max to 0..100 with integer division) over the candidate nodes."""
+    raw = np.trunc((1.0 - fit_score(state, pod, rows)) * 100.0).astype(np.int64)
+    high, low = int(raw.max()), int(raw.min())
+    if high == low:
+        return np.zeros_like(raw)
+    return np.asarray((raw - low) * 100 // (high - low), dtype=np.int64)
 
 
 class BestFit:
@@ -61,7 +75,8 @@ class BestFit:
         ok = np.flatnonzero(state.fits(pod))
         if not ok.size:
             return None
-        return _placement(state, pod, int(ok[np.argmin(fit_score(state, pod, ok))]), "tightest")
+        best = int(np.argmax(published_best_fit_score(state, pod, ok)))
+        return _placement(state, pod, int(ok[best]), "tightest")
 
 
 class Spread:
@@ -84,26 +99,26 @@ def fragmentation_delta(
     width = left.shape[1]
     after_cpu = cpu - pod.cpu_milli
     if pod.is_share:
-        # one what-if node per (candidate, device): that device loses the share
-        trial = np.repeat(left[:, None, :], width, axis=1)  # [C, G, G]
-        eye = np.eye(width, dtype=np.int64)
-        trial = trial - pod.gpu_milli * eye[None, :, :]
+        # one what-if node per (candidate, device that fits): that device loses the share;
+        # devices with as much free milli as an earlier one of the node give the same node
         fits = left >= pod.gpu_milli  # [C, G]
-        after = node_fragmentation(
-            trial.reshape(-1, width),
-            np.repeat(after_cpu, width),
-            np.repeat(model, width),
-            workload,
-        ).reshape(len(rows), width)
-        # rounded so that float noise never decides a tie (ties go to the lowest index)
-        return np.where(fits, np.round(after - before[:, None], 6), np.inf)
+        same = np.tril(left[:, :, None] == left[:, None, :], k=-1)  # [C, G, earlier G]
+        first = same.argmax(axis=2)
+        first = np.where(same.any(axis=2), first, np.arange(width)[None, :])  # [C, G]
+        node, device = np.nonzero(fits & (first == np.arange(width)[None, :]))
+        trial = left[node].copy()
+        trial[np.arange(len(node)), device] -= pod.gpu_milli
+        after = np.full(left.shape, np.inf)
+        after[node, device] = node_fragmentation(trial, after_cpu[node], model[node], workload)
+        after = np.take_along_axis(after, first, axis=1)
+        return np.where(fits, after - before[:, None], np.inf)
     trial = left.copy()
     if pod.whole_gpus:
         free = trial == MILLI
         take = free & (np.cumsum(free, axis=1) <= pod.whole_gpus)
         trial[take] = 0
     after = node_fragmentation(trial, after_cpu, model, workload)
-    return np.repeat(np.round(after - before, 6)[:, None], width, axis=1)
+    return np.repeat((after - before)[:, None], width, axis=1)
 
 
 def published_fgd_score(growth: FloatArray) -> FloatArray:
@@ -112,8 +127,10 @@ def published_fgd_score(growth: FloatArray) -> FloatArray:
     Growths within a step score alike, and the tie goes to the first node by name: a
     packing bias that places markedly better than the exact minimum on openb `default`."""
     fits = np.isfinite(growth)
+    # the simulator's arithmetic: x = (F before - F after) / 1000, int64(sigmoid(x) * 100)
+    x = -np.where(fits, growth, 0.0) / MILLI
     with np.errstate(over="ignore"):
-        score = np.floor(100.0 / (1.0 + np.exp(np.where(fits, growth, 0.0) / MILLI)))
+        score = np.floor(1.0 / (1.0 + np.exp(-x)) * 100.0)
     return np.asarray(np.where(fits, score, -1.0), dtype=np.float64)
 
 
@@ -125,12 +142,18 @@ class FGD:
         self.workload = workload
         self.integer_score = integer_score
 
-    def choose(self, state: DeviceState, pod: PodRequest) -> DevicePlacement | None:
+    def choose(
+        self, state: DeviceState, pod: PodRequest, penalty: FloatArray | None = None
+    ) -> DevicePlacement | None:
+        """The best node and device; `penalty` (milli per node) adds to the growth of F."""
         ok = np.flatnonzero(state.fits(pod))
         if not ok.size:
             return None
         delta = fragmentation_delta(state, pod, ok, self.workload)
-        score = published_fgd_score(delta) if self.integer_score else -delta
+        if penalty is not None:
+            delta = delta + penalty[ok][:, None]
+        # the exact growth, rounded so that float noise never decides a tie
+        score = published_fgd_score(delta) if self.integer_score else -np.round(delta, 6)
         flat = int(np.argmax(score))  # row-major: lowest node, then lowest device
         row, device = divmod(flat, score.shape[1])
         node = int(ok[row])
