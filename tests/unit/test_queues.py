@@ -330,6 +330,20 @@ def test_a_queue_at_its_nominal_cannot_reclaim_by_calling_a_new_job_the_guarante
     assert not p.evictions and "ns/a1" not in gpus_by_job(p)
 
 
+def test_no_eviction_only_to_make_room_in_a_nominal_quota() -> None:
+    # a (nominal 8) runs a0 (4); a1 (8) fits a's nominal only if a0 goes: evicting a0 frees no
+    # GPU a1 uses, so neither a0 nor b's borrowing b1 is evicted for it
+    jobs = [
+        in_queue("a", inference("a0", 1, 4, preemptible=True)),
+        in_queue("a", gang("a1", 1, 8, preemptible=True, created=5)),
+        in_queue("b", inference("b0", 1, 4, preemptible=True)),
+        in_queue("b", gang("b1", 1, 8, preemptible=True)),
+    ]
+    pods = [running("a0", "n0", 4), running("b0", "n0", 4), running("b1", "n1", 8)]
+    p = plan(snap(TWO, jobs, [q("a", h100(8)), q("b")], pods))
+    assert not p.evictions and "ns/a1" not in gpus_by_job(p)
+
+
 def test_no_fairness_preemption_between_borrowers() -> None:
     # both borrow (nominal 0): b holds everything; a waits instead of evicting
     s = snap(

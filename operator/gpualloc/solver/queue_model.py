@@ -79,6 +79,7 @@ class QueueModel:
         self._nominal_limits()
         self._borrowing_limits()
         self._lending_limits()
+        self._evictions_are_used()
 
     def path(self, queue: str | None) -> tuple[str, ...]:
         return self.tree.nodes[queue].path if queue in self.tree.nodes else ()
@@ -253,6 +254,26 @@ class QueueModel:
                 others_now = self._running(everyone, b.products) - own_now
                 cap = max(capacity, others_now + max(own_now, reserve))
                 self.model.add(cp_model.LinearExpr.sum(all_terms) - mine + held <= cap)
+
+    def _evictions_are_used(self) -> None:
+        """An eviction is planned only with the placement it pays for: on the nodes a victim
+        frees, new replicas need more GPUs than are free there without it (so no eviction
+        just makes room in a nominal quota, and no more victims than a placement needs)."""
+        m = self.m
+        load: dict[int, list[Expr]] = defaultdict(list)
+        for (s, k), c in m.c.items():
+            load[k].append(m.inst.shapes[s].key.gpus * c)
+        nodes: dict[int, list[int]] = defaultdict(list)
+        for k, cls in enumerate(m.inst.classes):
+            for v in cls.victims:
+                nodes[v].append(k)
+        for v, classes in nodes.items():
+            beyond: list[Expr] = []
+            for k in classes:
+                cls = m.inst.classes[k]
+                others = [held.gpus * m.e[u] for u, held in cls.victims.items() if u != v]
+                beyond += [*load[k], -cls.free.gpus, *(-x for x in others)]
+            self.model.add(cp_model.LinearExpr.sum(beyond) >= 1).only_enforce_if(m.e[v])
 
     # -- which running jobs borrow ------------------------------------------------------
     def _classify_running(self) -> dict[int, set[str]]:
