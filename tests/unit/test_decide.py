@@ -342,13 +342,18 @@ def test_a_placed_pod_unbound_past_the_timeout_is_placed_again() -> None:
     j = job("chat", "LLMInferenceJob", replicas=1, gpusPerReplica=1)
     stuck = pod_of(j, 0)
     stuck = pinned(stuck, "a", "2027-01-15T07:56:40Z")  # 200 s before NOW
-    stuck["status"] = {"phase": "Pending"}
+    refused = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}
+    stuck["status"] = {"phase": "Pending", "conditions": [refused]}
     d = run([node("a")], [j], [stuck])
     assert set(deleted(d)) == {"chat-replica-0"}
     assert ("Warning", "Unbound") in events(d, "chat")
     recent = pinned(pod_of(j, 0), "a", "2027-01-15T07:59:40Z")  # 20 s: not yet
-    recent["status"] = {"phase": "Pending"}
+    recent["status"] = {"phase": "Pending", "conditions": [refused]}
     assert deleted(run([node("a")], [j], [recent])) == {}
+    # not yet tried by a busy kube-scheduler (a burst): slow is not stuck
+    queued = pinned(pod_of(j, 0), "a", "2027-01-15T07:56:40Z")
+    queued["status"] = {"phase": "Pending"}
+    assert deleted(run([node("a")], [j], [queued])) == {}
 
 
 # -- preemption ---------------------------------------------------------------------------

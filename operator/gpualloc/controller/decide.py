@@ -497,11 +497,25 @@ def _prepare(
         work.model = model
 
 
+def _refused_by_scheduler(pod: Obj) -> bool:
+    """kube-scheduler tried and could not bind it (not merely: has not got to it yet, as in a
+    burst of thousands of pods)."""
+    return any(
+        c.get("type") == "PodScheduled"
+        and c.get("status") == "False"
+        and c.get("reason") == "Unschedulable"
+        for c in (pod.get("status") or {}).get("conditions") or []
+    )
+
+
 def _unbound(pods: list[Obj], now: float, timeout: int) -> list[Obj]:
-    """Pods gpualloc pinned and ungated that kube-scheduler has not bound in `timeout`."""
+    """Pods gpualloc pinned and ungated that kube-scheduler found unschedulable and has not
+    bound in `timeout`."""
     stuck = []
     for pod in pods:
         if (pod.get("spec") or {}).get("nodeName") or is_gated(pod) or committed_node(pod) is None:
+            continue
+        if not _refused_by_scheduler(pod):
             continue
         at = _seconds(((pod.get("metadata") or {}).get("annotations") or {}).get(PLACED_AT))
         if at is not None and now - at > timeout:

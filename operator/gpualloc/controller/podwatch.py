@@ -92,7 +92,15 @@ def slim_pod(pod: Obj) -> Obj:
             "containers": [container(c) for c in spec.get("containers") or []],
             "initContainers": [container(c) for c in spec.get("initContainers") or []],
         },
-        "status": {"phase": (pod.get("status") or {}).get("phase")},
+        "status": {
+            "phase": (pod.get("status") or {}).get("phase"),
+            # kube-scheduler's verdict: a pinned pod it found unschedulable is re-planned
+            "conditions": [
+                c
+                for c in (pod.get("status") or {}).get("conditions") or []
+                if c.get("type") == "PodScheduled"
+            ],
+        },
     }
 
 
