@@ -20,6 +20,7 @@ import json
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -587,6 +588,10 @@ class Bench:
                 self.timeout,
                 watch,
             )
+        except TimeoutError:  # keep the operator's side of the story: the state dir goes
+            Path("bench-results").mkdir(exist_ok=True)
+            shutil.copy(op.log_path, "bench-results/operator-timeout.log")
+            raise
         finally:
             watch.close()
             jobs.close()
