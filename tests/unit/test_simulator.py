@@ -32,6 +32,7 @@ from gpualloc.solver.devices.bound import allocation_upper_bound
 from gpualloc.solver.devices.device_policies import (
     FGD,
     BestFit,
+    DevicePolicy,
     FirstFit,
     Spread,
     published_fgd_score,
@@ -261,7 +262,7 @@ def test_fragmentation_counts_free_gpus_the_workload_cannot_use() -> None:
 # -- the batch planner -----------------------------------------------------------------
 
 
-def _allocated(state: DeviceState, pods: list[PodRequest], policy: BestFit) -> int:
+def _allocated(state: DeviceState, pods: list[PodRequest], policy: DevicePolicy) -> int:
     trial = state.copy()
     total = 0
     for p in pods:
@@ -307,7 +308,7 @@ def test_upper_bound_is_the_best_device_packing() -> None:
     # 3 devices: shares 600, 600, 400, 400, 500 and one whole GPU; best: 600+400, 600+400,
     # and the whole GPU -> 3000 (the 500 is left out)
     pods = [pod(f"s{m}{i}", 1, m) for i, m in enumerate([600, 600, 400, 400, 500])]
-    assert allocation_upper_bound([*pods, pod("w")], devices=3) == 3000
+    assert allocation_upper_bound([*pods, pod("w")], [gpu_node("n0", gpus=3)]) == 3000
 
 
 # -- the CLI contract ------------------------------------------------------------------

@@ -67,10 +67,9 @@ def _floor(args: tuple[str, int]) -> dict[str, Any]:
     nodes = read_nodes(NODES)
     capacity = DeviceState(nodes).total_gpu_milli
     arrivals = sample_arrivals(read_pods(_pods(pod_list)), capacity, 1.3, seed)
-    devices = capacity // 1000
     floor = {}
     for level, index in crossings(arrivals, capacity, LEVELS).items():
-        bound = allocation_upper_bound(arrivals[: index + 1], devices)
+        bound = allocation_upper_bound(arrivals[: index + 1], nodes)
         floor[str(level)] = round(100 - bound / capacity * 100, 4)
     return {"pod_list": pod_list, "seed": seed, "floor_unallocated_gpu_pct": floor}
 
