@@ -20,6 +20,7 @@ from tests.unit.builders import (
     gpus_by_job,
     inference,
     node,
+    nodes_of,
     running,
 )
 
@@ -242,6 +243,17 @@ def test_weighted_max_min_with_elastic_replicas() -> None:
     assert {k: r.fair_share for k, r in p.queues.items()} == {"a": 8.0, "b": 8.0, "c": 8.0}
 
 
+def test_borrowing_that_already_runs_counts_in_the_fair_share() -> None:
+    # a already borrows 8 (running); the free 8 go to b, not to a's older waiting job
+    jobs = [
+        in_queue("a", gang("a0", 1, 8, preemptible=True)),
+        in_queue("a", gang("a1", 1, 8, preemptible=True, created=1)),
+        in_queue("b", gang("b1", 1, 8, preemptible=True, created=9)),
+    ]
+    s = snap(TWO, jobs, [q("a"), q("b")], [running("a0", "n0", 8)])
+    assert gpus_by_job(plan(s)) == {"ns/a0": 8, "ns/b1": 8}
+
+
 def test_queue_reports() -> None:
     s = CASES[2].snapshot  # a borrows 16 beyond its nominal 8
     r = plan(s).queues
@@ -342,6 +354,18 @@ def test_no_eviction_only_to_make_room_in_a_nominal_quota() -> None:
     pods = [running("a0", "n0", 4), running("b0", "n0", 4), running("b1", "n1", 8)]
     p = plan(snap(TWO, jobs, [q("a", h100(8)), q("b")], pods))
     assert not p.evictions and "ns/a1" not in gpus_by_job(p)
+
+
+def test_a_reclaim_never_swaps_a_running_borrower_for_a_waiting_one() -> None:
+    # a1 fits the free n1; evicting b1 to put a1 on n0 and the older b2 on n1 would place one
+    # more job (an age tie-break) at the price of an eviction: no
+    jobs = [
+        in_queue("a", gang("a1", 1, 8, created=5)),
+        in_queue("b", gang("b1", 1, 8, preemptible=True, created=3)),
+        in_queue("b", gang("b2", 1, 8, preemptible=True, created=1)),
+    ]
+    p = plan(snap(TWO, jobs, [q("a", h100(8)), q("b")], [running("b1", "n0", 8)]))
+    assert not p.evictions and nodes_of(p, "a1") == ["n1"]
 
 
 def test_no_fairness_preemption_between_borrowers() -> None:

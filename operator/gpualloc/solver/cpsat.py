@@ -244,12 +244,18 @@ class AllocationModel:
             earned = self.model.new_int_var(0, prefix[-1], f"age{g}")
             self.model.add_element(self.z[g], prefix, earned)
             age_terms.append(earned)
-        objs.append(Objective("age", sum(age_terms), age_span, separate=True))
+        age = Objective("age", sum(age_terms), age_span, separate=True)
+        if self.queues is None:
+            objs.append(age)
         if self.e:
             objs.append(Objective("evictions", -sum(self.e.values()), len(self.e), separate=True))
             newest = self.queues.newest_victims() if self.queues is not None else None
             if newest is not None:
                 objs.append(newest)
+        if self.queues is not None:
+            # with queues a reclaim may evict at any priority: placing one more older job
+            # must not be worth an eviction (it would swap a running job for a waiting one)
+            objs.append(age)
         objs.extend(self._fragmentation_objectives())
         objs.append(self._throughput_objective(levels))
         return objs

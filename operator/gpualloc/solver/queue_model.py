@@ -189,15 +189,17 @@ class QueueModel:
             self.used[key.queue, product].append(key.gpus * c)
             for q in self.path(key.queue):
                 self.guaranteed[q, key.queue, product].append(key.gpus * self.g[q, s, k])
-        for (q, j), keep in self.keep.items():
-            state = inst.jobs[j]
-            queue = str(state.job.queue)
+        for j, state in enumerate(inst.jobs):
+            if not state.running or state.job.queue not in self.tree.nodes:
+                continue
+            queue = state.job.queue
             for product, gpus in self._running_by_product(state).items():
-                self.guaranteed[q, queue, product].append(gpus * keep)
-                if q != queue:
-                    continue
                 self.running[queue, product] += gpus
                 self.used[queue, product].append(gpus * (1 - m.e[j]) if j in m.e else gpus)
+        for (q, j), keep in self.keep.items():
+            state = inst.jobs[j]
+            for product, gpus in self._running_by_product(state).items():
+                self.guaranteed[q, str(state.job.queue), product].append(gpus * keep)
 
     def _sum(
         self, terms: dict[tuple[str, str], list[Expr]], queue: str, b: Bucket
