@@ -8,7 +8,8 @@ Variables (integer):
            (guaranteed); whole gangs only; equal to c[s, k] for jobs that are not preemptible,
            which run only within nominal (they could never be reclaimed)
   gy[j], gz[g]  guaranteed new replicas of a job / guaranteed gangs of a group
-  keep[j]  1 if running job j counts as guaranteed
+  keep[q, j]  1 - e[j]: the GPUs of running job j within queue q's nominal stay counted
+           there unless it is evicted
   u, w per (queue, quota entry): GPUs used, min(used, nominal); borrowed = u - w
 Objectives, before the priority-only ones:
   1. guaranteed GPUs per priority level, highest first (priority inside each queue);
@@ -61,9 +62,9 @@ class QueueModel:
         self.class_product = [c.representative.product for c in inst.classes]
         # (level queue, shape, class) -> replicas guaranteed at that level of their path
         self.g: dict[tuple[str, int, int], cp_model.IntVar] = {}
-        # (level queue, running job) -> 1 if it counts within that queue's nominal (0 once
-        # evicted): fixed by the order jobs fill nominal, so a plan cannot relabel a running
-        # job as borrowing to call a new one of the same queue guaranteed and reclaim for it
+        # (level queue, running job) -> 1 - e: its GPUs within that queue's nominal (fixed by
+        # the order jobs fill nominal, self.within) stay counted unless it is evicted, so a
+        # plan cannot relabel a running job as borrowing to call a new one guaranteed
         self.keep: dict[tuple[str, int], Expr] = {}
         self.gy: dict[int, list[cp_model.IntVar]] = {}  # job -> per level of its path
         self.gz: dict[int, list[cp_model.IntVar]] = {}  # group -> per level
@@ -166,12 +167,8 @@ class QueueModel:
         return slots, replicas
 
     def _running_guarantees(self) -> None:
-        for j, state in enumerate(self.m.inst.jobs):
-            path = self.path(state.job.queue) if state.running else ()
-            kept: Expr = (1 - self.m.e[j]) if j in self.m.e else 1
-            for q in path:
-                if q not in self.borrowing_at.get(j, set()):
-                    self.keep[q, j] = kept
+        for q, j in self.within:
+            self.keep[q, j] = (1 - self.m.e[j]) if j in self.m.e else 1
 
     def _running_by_product(self, state: JobState) -> dict[str, int]:
         out: dict[str, int] = defaultdict(int)
@@ -197,9 +194,8 @@ class QueueModel:
                 self.running[queue, product] += gpus
                 self.used[queue, product].append(gpus * (1 - m.e[j]) if j in m.e else gpus)
         for (q, j), keep in self.keep.items():
-            state = inst.jobs[j]
-            for product, gpus in self._running_by_product(state).items():
-                self.guaranteed[q, str(state.job.queue), product].append(gpus * keep)
+            for product, gpus in self.within[q, j].items():
+                self.guaranteed[q, str(inst.jobs[j].job.queue), product].append(gpus * keep)
 
     def _sum(
         self, terms: dict[tuple[str, str], list[Expr]], queue: str, b: Bucket
@@ -279,15 +275,15 @@ class QueueModel:
 
     # -- which running jobs borrow ------------------------------------------------------
     def _classify_running(self) -> dict[int, set[str]]:
-        """For each running job, the queues (on its path) whose nominal it is beyond. Top
-        down, in each queue's subtree the jobs within its parent's nominal fill its nominal
-        in order (not preemptible first, then higher priority, then earlier started); a job
-        that does not fit is borrowing there and below."""
+        """For each running job, the queues (on its path) whose nominal it is (at least
+        partly) beyond; and, per queue and job, the GPUs of it within (self.within). Top
+        down, in each queue's subtree what is within its parent's nominal fills its nominal
+        in order (not preemptible first, then higher priority, then earlier started): a gang
+        whole or not at all, an inference job replica by replica, as the plan counts them."""
         inst = self.m.inst
         running = [
             j for j, st in enumerate(inst.jobs) if st.running and st.job.queue in self.tree.nodes
         ]
-        usage = {j: self._running_by_product(inst.jobs[j]) for j in running}
         order = sorted(
             running,
             key=lambda j: (
@@ -297,27 +293,42 @@ class QueueModel:
                 inst.jobs[j].job.key,
             ),
         )
-        within: dict[str, set[int]] = {}
+        units: list[tuple[int, int, dict[str, int]]] = []  # (job, unit, GPUs per product)
+        for j in order:
+            state = inst.jobs[j]
+            pods = [[p] for p in state.running]
+            if state.job.kind == "LLMTrainingJob":
+                pods = [list(state.running)]
+            for u, group in enumerate(pods):
+                use: dict[str, int] = defaultdict(int)
+                for pod in group:
+                    use[inst.node_product.get(pod.node, "unknown")] += pod.gpus
+                units.append((j, u, use))
+        inside: dict[str, set[tuple[int, int]]] = {}
         beyond: dict[int, set[str]] = defaultdict(set)
+        self.within: dict[tuple[str, int], dict[str, int]] = {}
         for name in sorted(self.tree.nodes, key=lambda n: len(self.tree.nodes[n].path)):
             node = self.tree.nodes[name]
             members = set(self.subtrees[name])
             parent = node.queue.parent
             nominal = {b.key: b.nominal for b in node.buckets}
             filled: dict[str, int] = defaultdict(int)
-            within[name] = set()
-            for j in order:
+            inside[name] = set()
+            for j, u, use in units:
                 if inst.jobs[j].job.queue not in members:
                     continue
                 need: dict[str, int] = defaultdict(int)
-                for product, gpus in usage[j].items():
+                for product, gpus in use.items():
                     bucket = node.bucket_of(product)
                     need[bucket.key if bucket else product] += gpus
                 fits = all(filled[k] + n <= nominal.get(k, 0) for k, n in need.items())
-                if fits and (parent is None or j in within[parent]):
+                if fits and (parent is None or (j, u) in inside[parent]):
                     for k, n in need.items():
                         filled[k] += n
-                    within[name].add(j)
+                    inside[name].add((j, u))
+                    mine = self.within.setdefault((name, j), defaultdict(int))
+                    for product, gpus in use.items():
+                        mine[product] += gpus
                 else:
                     beyond[j].add(name)
         return beyond
@@ -413,8 +424,9 @@ class QueueModel:
                 span = min(total_free, pending)
                 for (q, j), keep in self.keep.items():
                     if depth[q] == d and inst.jobs[j].job.priority == level:
-                        terms.append(inst.jobs[j].running_gpus * keep)
-                        span += inst.jobs[j].running_gpus
+                        gpus = sum(self.within[q, j].values())
+                        terms.append(gpus * keep)
+                        span += gpus
                 if terms:
                     objs.append(
                         Objective(
