@@ -422,12 +422,14 @@ class QueueModel:
                     if st.job.priority == level and st.shape >= 0
                 )
                 span = min(total_free, pending)
+                varies = bool(terms)  # a stage only where the plan can change something
                 for (q, j), keep in self.keep.items():
                     if depth[q] == d and inst.jobs[j].job.priority == level:
                         gpus = sum(self.within[q, j].values())
                         terms.append(gpus * keep)
                         span += gpus
-                if terms:
+                        varies = varies or j in self.m.e
+                if varies:
                     objs.append(
                         Objective(
                             f"{GUARANTEE_LEVEL}{d}@priority={level}",
