@@ -233,6 +233,7 @@ def test_restart_mid_round_adopts_pods_without_duplicates(
         e.apply(training("t", e.namespace, e.pool, workers=2, gpus=4))
         operator.kill()  # crash while it is creating / placing these
         replacement = OperatorProcess(kube.kubeconfig, tmp_path, "restarted").start()
+        _hand_over(operator, replacement)
         replacement.wait_leading()
         for i in range(4):
             e.wait_phase("LLMInferenceJob", f"r{i}", "Running", timeout=60)
@@ -245,16 +246,22 @@ def test_restart_mid_round_adopts_pods_without_duplicates(
         # a second restart changes nothing: same pods, same nodes
         replacement.kill()
         again = OperatorProcess(kube.kubeconfig, tmp_path, "again").start()
+        _hand_over(operator, again)
         again.wait_leading()
         after = {
             p.metadata.name: (p.metadata.uid, p.spec.node_name)
             for p in kube.core.list_namespaced_pod(e.namespace).items
         }
         assert after == before
-        operator.proc = again.proc  # the module fixture stops whichever runs last
-        operator.metrics_port = again.metrics_port
     finally:
         e.close()
+
+
+def _hand_over(fixture: OperatorProcess, running: OperatorProcess) -> None:
+    """The module fixture stops whichever runs last, even when the test fails: an orphan
+    would hold the lease and no later module's operator would ever lead."""
+    fixture.proc, fixture.metrics_port = running.proc, running.metrics_port
+    fixture.health_port, fixture.log_path = running.health_port, running.log_path
 
 
 def test_two_replicas_elect_one_leader(
