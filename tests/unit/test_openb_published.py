@@ -118,6 +118,12 @@ def test_fragmentation_adds_up_in_the_simulators_order_to_the_last_bit() -> None
         _published_frag(left[i].tolist(), int(cpu[i]), int(model[i]), workload) for i in range(200)
     ]
     assert ours.tolist() == expected  # bit for bit, not approximately
+    # one row at a time (numpy adds a single column pairwise unless told otherwise)
+    alone = [
+        _fragmentation(left[i : i + 1], cpu[i : i + 1], model[i : i + 1], workload)[0]
+        for i in range(200)
+    ]
+    assert alone == expected
     # the memo and the device order change nothing
     shuffled = left[:, ::-1].copy()
     assert node_fragmentation(shuffled, cpu, model, workload).tolist() == expected

@@ -39,7 +39,7 @@ from gpualloc.solver.devices.device_policies import (
 )
 from gpualloc.solver.devices.devicestate import DeviceState
 from gpualloc.solver.devices.fragmentation import Workload, node_fragmentation, typical_workload
-from gpualloc.solver.devices.sharing import BatchOptions, plan_batch
+from gpualloc.solver.devices.sharing import BatchOptions, one_at_a_time, plan_batch
 
 
 def gpu_node(name: str, gpus: int = 8, model: str = "A", cpu: int = 64_000) -> GpuNode:
@@ -128,14 +128,7 @@ def test_batches_never_span_a_reading() -> None:
             self, state: DeviceState, pods: Sequence[PodRequest]
         ) -> list[DevicePlacement | None]:
             seen.append(len(pods))
-            trial = state.copy()  # replay commits the plan itself
-            out: list[DevicePlacement | None] = []
-            for p in pods:
-                spot = BestFit().choose(trial, p)
-                if spot is not None:
-                    trial.place(p, spot)
-                out.append(spot)
-            return out
+            return one_at_a_time(state, pods, BestFit())  # replay commits the plan itself
 
     result = replay(nodes, arrivals, Batches(), batch=4, levels=[25, 100, 150])
     assert seen == [1, 3, 2]  # cut at the arrivals crossing 25% and 100%

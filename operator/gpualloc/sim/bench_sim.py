@@ -55,7 +55,7 @@ def _run(args: tuple[str, str, int, int]) -> dict[str, Any]:
     out["wall_seconds"] = round(time.monotonic() - started, 2)
     print(
         f"{pod_list:12} {policy:10} seed {seed}: {out['seconds']} s"
-        f" ({out['wall_seconds']} s with set-up)",
+        f" ({out['cpu_seconds']} s CPU; {out['wall_seconds']} s with set-up)",
         file=sys.stderr,
     )
     return out
@@ -112,9 +112,13 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(summary), figsize=(5 * len(summary), 4), squeeze=False)
+    cols = min(4, len(summary))
+    rows = -(-len(summary) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 4 * rows), squeeze=False)
     styles = {"FGD (published)": "k--", "BestFit (published)": "k:", "floor (proven)": "g-."}
-    for ax, (pod_list, curves) in zip(axes[0], summary.items(), strict=True):
+    for ax in axes.flat[len(summary) :]:
+        ax.set_visible(False)
+    for ax, (pod_list, curves) in zip(axes.flat, summary.items(), strict=False):
         for name, levels in curves.items():
             xs = [int(lv) for lv in levels]
             ys = list(levels.values())
@@ -131,9 +135,96 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+OVERVIEW_LEVELS = ("90", "95", "100", "110", "130")
+OVERVIEW_ROWS = (
+    ("gpualloc", "gpualloc"),
+    ("fgd", "fgd (ours)"),
+    ("FGD (published)", "FGD (published)"),
+    ("best-fit", "best-fit (ours)"),
+    ("BestFit (published)", "BestFit (published)"),
+    ("floor (proven)", "floor (proven)"),
+)
+
+
+def overview(report: dict[str, Any]) -> list[str]:
+    """One table: every pod list x the headline levels, the main policies and the floor."""
+    curves = report["mean_unallocated_gpu_pct"]
+    seeds = ",".join(str(s) for s in report["seeds"])
+    lines = [
+        f"Unallocated GPU %, mean over seeds {seeds} (gpualloc batch {report['batch']};"
+        " published: their samples, same seeds)",
+        "",
+        "| pod list | policy | " + " | ".join(f"{lv}%" for lv in OVERVIEW_LEVELS) + " |",
+        "|---|---|" + "---:|" * len(OVERVIEW_LEVELS),
+    ]
+    for pod_list, per in curves.items():
+        for key, label in OVERVIEW_ROWS:
+            if key in per:
+                cells = " | ".join(_cell(per[key], lv) for lv in OVERVIEW_LEVELS)
+                lines.append(f"| {pod_list} | {label} | {cells} |")
+    return [*lines, ""]
+
+
+def differences(report: dict[str, Any]) -> list[str]:
+    """Per pod list and level (all 9): gpualloc - fgd, gpualloc - published FGD, and our
+    fgd - published FGD (the sampler difference), in points."""
+    curves = report["mean_unallocated_gpu_pct"]
+    lines = []
+    pairs = (
+        ("gpualloc", "fgd", "gpualloc minus our fgd (same samples)"),
+        ("gpualloc", "FGD (published)", "gpualloc minus the published FGD"),
+        ("fgd", "FGD (published)", "our fgd minus the published FGD: the sampler difference"),
+    )
+    for mine, other, title in pairs:
+        rows = [pl for pl, per in curves.items() if mine in per and other in per]
+        if not rows:
+            continue
+        levels = [str(lv) for lv in LEVELS]
+        lines += [
+            f"{title} (points; negative = fewer GPUs unallocated)",
+            "",
+            "| pod list | " + " | ".join(f"{lv}%" for lv in levels) + " |",
+            "|---|" + "---:|" * len(levels),
+        ]
+        for pl in rows:
+            a, b = curves[pl][mine], curves[pl][other]
+            cells = " | ".join(
+                f"{a[lv] - b[lv]:+.3f}" if lv in a and lv in b else "-" for lv in levels
+            )
+            lines.append(f"| {pl} | {cells} |")
+        lines.append("")
+    return lines
+
+
+def timings(report: dict[str, Any]) -> list[str]:
+    """Seconds per run (the replay), per pod list and policy: mean and largest, wall and
+    CPU (the machine may be shared; CPU is what the run itself costs)."""
+    lines = [
+        "| pod list | policy | wall s, mean / max | CPU s, mean / max |",
+        "|---|---|---:|---:|",
+    ]
+    keys = sorted(
+        {(r["pod_list"], r["policy"]) for r in report["runs"]},
+        key=lambda k: (list(report["mean_unallocated_gpu_pct"]).index(k[0]), k[1]),
+    )
+    for pod_list, policy in keys:
+        runs = [r for r in report["runs"] if r["pod_list"] == pod_list and r["policy"] == policy]
+        wall = [r["seconds"] for r in runs]
+        cpu = [r.get("cpu_seconds", r["seconds"]) for r in runs]
+        lines.append(
+            f"| {pod_list} | {policy} | {statistics.mean(wall):.0f} / {max(wall):.0f}"
+            f" | {statistics.mean(cpu):.0f} / {max(cpu):.0f} |"
+        )
+    return [*lines, ""]
+
+
+def _cell(values: dict[str, float], level: str) -> str:
+    return f"{values[level]:.2f}" if level in values else "-"
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The tables of docs/benchmarks.md, from a bench-sim.json report."""
-    lines: list[str] = []
+    lines: list[str] = [*overview(report), *differences(report), *timings(report)]
     seeds = ",".join(str(s) for s in report["seeds"])
     for pod_list, curves in report["mean_unallocated_gpu_pct"].items():
         levels = [lv for lv in next(iter(curves.values())) if int(lv) in (90, 95, 100, 110, 130)]
@@ -148,7 +239,7 @@ def markdown(report: dict[str, Any]) -> str:
             cells = " | ".join(f"{values[lv]:.2f}" if lv in values else "-" for lv in levels)
             lines.append(f"| {name} | {cells} |")
         lines.append("")
-    for variant, result in report["philly"].items():
+    for variant, result in report.get("philly", {}).items():
         lines += [
             f"**Philly gangs, {variant.replace('_', ' ')}** - {result['nodes']} nodes x 8 GPUs,"
             f" {result['windows']} windows to {result['arrival']}x capacity",
@@ -170,17 +261,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", default="42,43,44")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--lists", default=",".join(LISTS))
+    parser.add_argument("--lists", default=",".join(LISTS), help="comma-separated, or all")
     parser.add_argument("--policies", default=",".join(POLICIES))
     parser.add_argument("--out", default="bench-results")
     parser.add_argument("--plot", default="docs/simulator-openb.png")
     parser.add_argument("--report", help="only render REPORT (a bench-sim.json) as markdown")
+    parser.add_argument("--no-philly", action="store_true", help="skip the Philly gang benchmark")
     args = parser.parse_args(argv)
     if args.report:
         print(markdown(json.loads(Path(args.report).read_text())))
         return
     seeds = [int(s) for s in args.seeds.split(",")]
-    lists = args.lists.split(",")
+    lists = list(LISTS_ALL) if args.lists == "all" else args.lists.split(",")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -191,7 +283,11 @@ def main(argv: list[str] | None = None) -> None:
         floors = list(pool.map(_floor, [(pl, s) for pl in lists for s in seeds]))
         runs = list(pool.map(_run, tasks))
     trace = str(DATA / "philly" / "philly_jobs.csv")
-    philly = {"all_jobs": run_philly(trace), "multi_gpu_jobs": run_philly(trace, min_gpus=2)}
+    philly = (
+        {}
+        if args.no_philly
+        else {"all_jobs": run_philly(trace), "multi_gpu_jobs": run_philly(trace, min_gpus=2)}
+    )
     summary: dict[str, Any] = summarize(runs)
     for pl in lists:
         per_seed = [f["floor_unallocated_gpu_pct"] for f in floors if f["pod_list"] == pl]

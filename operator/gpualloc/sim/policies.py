@@ -17,22 +17,25 @@ from gpualloc.sim.openb import BatchPlannerBase
 from gpualloc.solver.devices.device_policies import FGD, BestFit, DevicePolicy, FirstFit, Spread
 from gpualloc.solver.devices.devicestate import DeviceState
 from gpualloc.solver.devices.fragmentation import Workload, typical_workload
+from gpualloc.solver.devices.scarcity import ModelDemand, model_demand
 from gpualloc.solver.devices.sharing import BatchOptions, plan_batch
 
 POLICIES = ("gpualloc", "fgd", "best-fit", "first-fit", "spread")
 
 
 class GpuallocBatch(BatchPlannerBase):
-    """Joint CP-SAT placement of each batch (`solver/devices/sharing.py`)."""
+    """Joint placement of each batch (`solver/devices/sharing.py`), with the capacity of
+    scarce GPU models held for the pods restricted to them (`solver/devices/scarcity.py`)."""
 
-    def __init__(self, workload: Workload, options: BatchOptions) -> None:
+    def __init__(self, workload: Workload, options: BatchOptions, demand: ModelDemand) -> None:
         self.workload = workload
         self.options = options
+        self.demand = demand
 
     def plan_batch(
         self, state: DeviceState, pods: Sequence[PodRequest]
     ) -> list[DevicePlacement | None]:
-        return plan_batch(state, pods, self.workload, self.options)
+        return plan_batch(state, pods, self.workload, self.options, self.demand)
 
 
 def target_workload(pod_list: Sequence[PodRequest], state: DeviceState) -> Workload:
@@ -55,7 +58,9 @@ def make_policy(
 ) -> DevicePolicy | BatchPlannerBase:
     """The expected workload (for FGD and gpualloc) is the pod list's shape distribution."""
     if name == "gpualloc":
-        return GpuallocBatch(target_workload(pod_list, state), options or BatchOptions())
+        workload = target_workload(pod_list, state)
+        demand = model_demand(pod_list, state.models)
+        return GpuallocBatch(workload, options or BatchOptions(), demand)
     if name == "fgd":
         return published_fgd(pod_list, state)
     if name == "best-fit":

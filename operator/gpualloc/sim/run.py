@@ -60,6 +60,7 @@ def simulate(
         "seed": seed,
         "unallocated_gpu_pct": result.unallocated_gpu_pct,
         "seconds": round(result.seconds, 2),
+        "cpu_seconds": round(result.cpu_seconds, 2),
         "batch": batch,
         "arrival": arrival,
         "pods": result.pods,

@@ -15,6 +15,7 @@ device index.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -134,6 +135,15 @@ def published_fgd_score(growth: FloatArray) -> FloatArray:
     return np.asarray(np.where(fits, score, -1.0), dtype=np.float64)
 
 
+@dataclass(frozen=True)
+class Options:
+    """One pod's options: the nodes that fit it and, per node and device, the growth of F
+    (plus any penalty); inf where a share does not fit a device."""
+
+    rows: IntArray
+    growth: FloatArray  # [len(rows), devices]
+
+
 class FGD:
     """`integer_score` ranks placements by `published_fgd_score` instead of the exact
     growth of F."""
@@ -142,21 +152,33 @@ class FGD:
         self.workload = workload
         self.integer_score = integer_score
 
-    def choose(
+    def options(
         self, state: DeviceState, pod: PodRequest, penalty: FloatArray | None = None
-    ) -> DevicePlacement | None:
-        """The best node and device; `penalty` (milli per node) adds to the growth of F."""
+    ) -> Options | None:
+        """Where the pod fits and what each placement costs; `penalty` (milli per node)
+        adds to the growth of F. None if it fits nowhere."""
         ok = np.flatnonzero(state.fits(pod))
         if not ok.size:
             return None
         delta = fragmentation_delta(state, pod, ok, self.workload)
         if penalty is not None:
             delta = delta + penalty[ok][:, None]
+        return Options(ok, delta)
+
+    def pick(self, state: DeviceState, pod: PodRequest, options: Options) -> DevicePlacement:
+        """The best of the options: the highest score, then the lowest node, then device."""
+        delta = options.growth
         # the exact growth, rounded so that float noise never decides a tie
         score = published_fgd_score(delta) if self.integer_score else -np.round(delta, 6)
         flat = int(np.argmax(score))  # row-major: lowest node, then lowest device
         row, device = divmod(flat, score.shape[1])
-        node = int(ok[row])
+        node = int(options.rows[row])
         if pod.is_share:
             return DevicePlacement(node, (device,))
         return DevicePlacement(node, state.whole_devices(node, pod.whole_gpus))
+
+    def choose(
+        self, state: DeviceState, pod: PodRequest, penalty: FloatArray | None = None
+    ) -> DevicePlacement | None:
+        found = self.options(state, pod, penalty)
+        return None if found is None else self.pick(state, pod, found)

@@ -145,7 +145,8 @@ def _fragmentation(
     # count, in Q2); to a CPU-only shape every free GPU is fragment (XL or XR)
     runs = access & host & cpu_ok
     milli = np.where(runs & gpu_shape[None, :], small, total[:, None])
-    # [T, N] in C order: numpy sums over axis 0 one shape after another, as the simulator does
+    # [T, N]; sums run over the shapes one after another, as the simulator adds them: an
+    # accumulation (numpy's sum may add pairwise, e.g. when N is 1)
     amount = np.ascontiguousarray((workload.prob[None, :] * milli).T)
     host, cpu_ok, access = host.T, cpu_ok.T, access.T
     g, c = gpu_shape, ~gpu_shape
@@ -160,5 +161,5 @@ def _fragmentation(
     out = np.zeros(len(left), dtype=np.float64)
     for shapes, where in parts:
         if shapes.any():
-            out = out + np.where(where[shapes], amount[shapes], 0.0).sum(axis=0)
+            out = out + np.cumsum(np.where(where[shapes], amount[shapes], 0.0), axis=0)[-1]
     return out

@@ -1,24 +1,27 @@
-"""Joint placement of a batch of pods at GPU-device level with CP-SAT (pure).
+"""Joint placement of a batch of pods at GPU-device level (pure).
 
 Each GPU holds 1000 milli; a share needs its milli on ONE device, a whole-GPU pod needs
-`num_gpu` fully free devices of one node, every pod needs CPU and memory. Objectives, in
-strict order (solved with `lexicographic.solve_lexicographic`):
-1. GPU milli placed from the batch;
-2. pods placed (so CPU-only pods are not dropped for nothing);
-3. least growth of expected fragmentation (`fragmentation.py`), summed over the batch.
+`num_gpu` fully free devices of one node, every pod needs CPU and memory.
 
-Only the few best nodes of each pod (by its own fragmentation growth) are candidates, plus
-where a sequential FGD pass would put it (FGD as published, integer scores: see
-`device_policies.published_fgd_score`); that pass is the warm start and the fallback. The
-plan kept is the best of the FGD pass's, CP-SAT's and sequential best-fit's by (GPU milli,
-pods, exact growth of fragmentation), the first of them on a tie (keeping the FGD pass on
-exact ties was better on seeds 43-44), so a batch never places less GPU milli than either
-greedy policy would from the same state. The growth of fragmentation ranks plans only in
-batches with a whole-GPU pod (see `plan_batch`).
+Plans considered for a batch, one pod at a time unless said otherwise:
+- FGD as published (integer scores, `device_policies.published_fgd_score`): the guarantee;
+- where the pod list has pods restricted to some GPU models, FGD charged for the capacity
+  a pod takes from what those models hold for the pods that need them
+  (`scarcity.reserve_penalty`): the base plan, unless FGD's places more;
+- a joint CP-SAT plan (objectives in strict order: GPU milli of the batch, pods, least
+  growth of F plus reserve charges, summed over the batch), warm-started from the base
+  plan, only where it can matter: batches with a whole-GPU pod, or where the base drops a
+  pod;
+- best-fit.
+The plan kept is the first with the most (GPU milli, pods) and, in batches with a
+whole-GPU pod, the least exact growth of F plus reserve charges; in other batches the
+base plan stays unless another places more (among shares alone, small differences in F
+only perturbed FGD's packing). So a batch never places less GPU milli, or fewer pods at
+as much milli, than FGD would from the same state.
 
-Variables (all boolean):
-  x[i, n, g]  pod i on node n, using device g (a share: its milli; whole GPUs: 1000)
-  y[i, n]     pod i on node n
+CP-SAT variables (all boolean): x[i, n, g] pod i on node n, using device g (a share: its
+milli; whole GPUs: 1000); y[i, n] pod i on node n. Candidates: the few nodes with the least
+growth for each pod (taken from the base pass), plus the base plan's node.
 """
 
 from __future__ import annotations
@@ -31,16 +34,25 @@ import numpy as np
 from ortools.sat.python import cp_model
 
 from gpualloc.model.devices import MILLI, DevicePlacement, PodRequest
-from gpualloc.solver.devices.device_policies import FGD, BestFit, fragmentation_delta
-from gpualloc.solver.devices.devicestate import DeviceState
+from gpualloc.solver.devices.device_policies import (
+    FGD,
+    BestFit,
+    DevicePolicy,
+    Options,
+    fragmentation_delta,
+)
+from gpualloc.solver.devices.devicestate import DeviceState, FloatArray
 from gpualloc.solver.devices.fragmentation import Workload, node_fragmentation
+from gpualloc.solver.devices.scarcity import ModelDemand, reserve_penalty
 from gpualloc.solver.lexicographic import Objective, solve_lexicographic
+
+Plan = list[DevicePlacement | None]
 
 
 @dataclass(frozen=True)
 class BatchOptions:
-    candidates: int = 8  # nodes considered per pod
-    time_limit_seconds: float = 0.5
+    candidates: int = 6  # nodes considered per pod
+    time_limit_seconds: float = 0.2
     num_workers: int = 1
     # the greedy pass ranks placements by the published simulator's integer FGD scores
     # (False: by the exact growth of F)
@@ -51,38 +63,104 @@ class BatchOptions:
 class _Candidate:
     node: int
     devices: tuple[int, ...]  # usable devices (shares: any that fits; whole: fully free)
-    cost: dict[int, int]  # device -> fragmentation growth (whole/CPU pods: key -1)
+    cost: dict[int, int]  # device -> growth of F (+ reserve charge); whole/CPU pods: key -1
 
 
 def _greedy(
     state: DeviceState,
     pods: Sequence[PodRequest],
-    policy: FGD | BestFit,
-) -> list[DevicePlacement | None]:
-    """One pod at a time in arrival order (largest-first was worse on seeds 43-44)."""
+    fgd: FGD,
+    demand: ModelDemand | None = None,
+    reuse: tuple[Plan, list[Options | None]] | None = None,
+) -> tuple[Plan, list[Options | None]]:
+    """FGD one pod at a time in arrival order, charged for reserves when `demand` is given.
+    With `reuse` (the uncharged pass over the same pods), a pod's options are taken from
+    it and only the nodes where the two passes' states differ are evaluated again."""
     trial = state.copy()
-    out: list[DevicePlacement | None] = [None] * len(pods)
-    for i in range(len(pods)):
-        spot = policy.choose(trial, pods[i])
+    plan: Plan = []
+    seen: list[Options | None] = []
+    touched: set[int] = set()  # nodes where this pass's state may differ from `reuse`'s
+    for i, pod in enumerate(pods):
+        penalty = None if demand is None else reserve_penalty(trial, demand, pod)
+        if reuse is not None and reuse[1][i] is not None:
+            found = _refresh(trial, pod, reuse[1][i], touched, fgd, penalty)
+        else:
+            found = fgd.options(trial, pod, penalty)
+        spot = None if found is None else fgd.pick(trial, pod, found)
         if spot is not None:
-            trial.place(pods[i], spot)
-        out[i] = spot
-    return out
+            trial.place(pod, spot)
+        if reuse is not None:
+            touched.update(w.node for w in (spot, reuse[0][i]) if w is not None)
+        plan.append(spot)
+        seen.append(found)
+    return plan, seen
 
 
-def _score(
+def _refresh(
+    trial: DeviceState,
+    pod: PodRequest,
+    known: Options | None,
+    touched: set[int],
+    fgd: FGD,
+    penalty: FloatArray | None,
+) -> Options | None:
+    """`known` (options computed on another state) with the `touched` nodes evaluated
+    again on `trial`, then `penalty` added; the same as `fgd.options(trial, ...)`."""
+    if known is None:
+        return fgd.options(trial, pod, penalty)
+    changed = np.array(sorted(touched), dtype=np.int64)
+    keep = ~np.isin(known.rows, changed)
+    rows, growth = known.rows[keep], known.growth[keep]
+    if changed.size:
+        fit = changed[trial.fits(pod, changed)]
+        if fit.size:
+            rows = np.concatenate([rows, fit])
+            growth = np.concatenate([growth, fragmentation_delta(trial, pod, fit, fgd.workload)])
+            order = np.argsort(rows, kind="stable")  # node order decides ties
+            rows, growth = rows[order], growth[order]
+    if not rows.size:
+        return None
+    if penalty is not None:
+        growth = growth + penalty[rows][:, None]
+    return Options(rows, growth)
+
+
+def one_at_a_time(state: DeviceState, pods: Sequence[PodRequest], policy: DevicePolicy) -> Plan:
+    """A per-pod policy's plan for the batch, in arrival order (`state` is not changed)."""
+    trial = state.copy()
+    plan: Plan = []
+    for pod in pods:
+        spot = policy.choose(trial, pod)
+        if spot is not None:
+            trial.place(pod, spot)
+        plan.append(spot)
+    return plan
+
+
+def _placed(pods: Sequence[PodRequest], plan: Plan) -> tuple[int, int]:
+    """(GPU milli, pods) a plan places."""
+    done = [p for p, w in zip(pods, plan, strict=True) if w is not None]
+    return (sum(p.gpu_request_milli for p in done), len(done))
+
+
+def _cost(
     state: DeviceState,
     pods: Sequence[PodRequest],
-    where: Sequence[DevicePlacement | None],
+    plan: Plan,
     workload: Workload,
-) -> tuple[int, int, float]:
-    """(GPU milli placed, pods placed, -exact growth of F on the touched nodes)."""
-    touched = np.array(sorted({w.node for w in where if w is not None}), dtype=np.int64)
+    demand: ModelDemand | None,
+) -> float:
+    """Exact growth of F on the touched nodes plus the reserve charges, pod by pod."""
+    touched = np.array(sorted({w.node for w in plan if w is not None}), dtype=np.int64)
     if not touched.size:
-        return (0, 0, 0.0)
+        return 0.0
     trial = state.copy()
-    for pod, spot in zip(pods, where, strict=True):
+    charged = 0.0
+    for pod, spot in zip(pods, plan, strict=True):
         if spot is not None:
+            if demand is not None:
+                penalty = reserve_penalty(trial, demand, pod)
+                charged += 0.0 if penalty is None else float(penalty[spot.node])
             trial.place(pod, spot)
     before = node_fragmentation(
         state.gpu_left[touched], state.cpu_left[touched], state.model[touched], workload
@@ -90,39 +168,29 @@ def _score(
     after = node_fragmentation(
         trial.gpu_left[touched], trial.cpu_left[touched], trial.model[touched], workload
     )
-    placed = [p for p, w in zip(pods, where, strict=True) if w is not None]
-    growth = round(float((after - before).sum()), 6)
-    return (sum(p.gpu_request_milli for p in placed), len(placed), -growth)
+    return round(float((after - before).sum()) + charged, 6)
 
 
 def _candidates(
-    state: DeviceState,
-    pod: PodRequest,
-    workload: Workload,
-    keep: int,
-    forced: int | None,
+    state: DeviceState, pod: PodRequest, found: Options, keep: int, forced: int | None
 ) -> list[_Candidate]:
-    ok = np.flatnonzero(state.fits(pod))
-    if not ok.size:
-        return []
-    delta = fragmentation_delta(state, pod, ok, workload)
-    best = delta.min(axis=1)
-    order = np.argsort(best, kind="stable")[:keep]
-    rows = [int(r) for r in order]
+    best = found.growth.min(axis=1)
+    rows = [int(r) for r in np.argsort(best, kind="stable")[:keep]]
     if forced is not None:
-        where = np.flatnonzero(ok == forced)
-        if int(where[0]) not in rows:
+        where = np.flatnonzero(found.rows == forced)
+        if where.size and int(where[0]) not in rows:
             rows.append(int(where[0]))
     out = []
     for r in rows:
-        node = int(ok[r])
+        node = int(found.rows[r])
         left = state.gpu_left[node]
         if pod.is_share:
-            devices = tuple(int(g) for g in np.flatnonzero(left >= pod.gpu_milli))
-            cost = {g: round(float(delta[r, g])) for g in devices}
+            usable = (left >= pod.gpu_milli) & np.isfinite(found.growth[r])
+            devices = tuple(int(g) for g in np.flatnonzero(usable))
+            cost = {g: round(float(found.growth[r, g])) for g in devices}
         else:
             devices = tuple(int(g) for g in np.flatnonzero(left == MILLI)) if pod.whole_gpus else ()
-            cost = {-1: round(float(delta[r, 0]))}
+            cost = {-1: round(float(found.growth[r, 0]))}
         out.append(_Candidate(node, devices, cost))
     return out
 
@@ -132,22 +200,86 @@ def plan_batch(
     pods: Sequence[PodRequest],
     workload: Workload,
     options: BatchOptions | None = None,
-) -> list[DevicePlacement | None]:
-    """Where each pod of the batch goes (None: it does not fit), given the free `state`."""
+    demand: ModelDemand | None = None,
+) -> Plan:
+    """Where each pod of the batch goes (None: it does not fit), given the free `state`;
+    `demand` (the pod list's restricted classes) turns on the reserve charges."""
     options = options or BatchOptions()
-    greedy = _greedy(state, pods, FGD(workload, options.integer_score))
+    fgd = FGD(workload, options.integer_score)
+    plain = _greedy(state, pods, fgd)
+    if demand is not None and not demand.restricted:
+        demand = None
+    plans = [plain[0]]
+    base, seen = plain
+    if demand is not None:
+        steered, steered_seen = _greedy(state, pods, fgd, demand, reuse=plain)
+        if steered != plain[0] and _placed(pods, steered) >= _placed(pods, plain[0]):
+            base, seen = steered, steered_seen
+            plans = [steered, plain[0]]
     if len(pods) <= 1:
-        return greedy
+        return base
     # Between plans placing as much, the least exact growth of F wins only in batches with
     # a whole-GPU pod: there it ranked plans well (better than FGD on every tuning seed,
     # 1-6, of default and multigpu50); among shares alone its small differences only
-    # perturbed FGD's packing (gpushare100: 0.15 points better to 0.07 worse per seed), so
-    # there FGD's plan stays unless a joint plan places more (CP-SAT runs only where FGD
-    # drops a pod).
+    # perturbed FGD's packing, so there the base plan stays unless a joint plan places
+    # more (CP-SAT runs only where the base drops a pod).
     by_fragmentation = any(p.whole_gpus for p in pods)
-    if not by_fragmentation and all(w is not None for w in greedy):
-        return greedy
-    best_fit = _greedy(state, pods, BestFit())
+    if not by_fragmentation and all(w is not None for w in base):
+        return base
+    joint = _joint(
+        state, pods, base, _options_at_start(state, pods, base, seen, fgd, demand), options
+    )
+    plans += [p for p in (joint, one_at_a_time(state, pods, BestFit())) if p is not None]
+    return _best(state, pods, workload, demand, plans, by_fragmentation)
+
+
+def _options_at_start(
+    state: DeviceState,
+    pods: Sequence[PodRequest],
+    base: Plan,
+    seen: Sequence[Options | None],
+    fgd: FGD,
+    demand: ModelDemand | None,
+) -> list[Options | None]:
+    """Each pod's options for the joint plan: those of the base pass (taken after the
+    batch's earlier pods), plus, against the batch's starting state, the nodes those
+    earlier pods took (so the plan can trade places) or, for a pod the pass dropped,
+    every node."""
+    out: list[Options | None] = []
+    for i, pod in enumerate(pods):
+        found = seen[i]
+        taken = {w.node for w in base[:i] if w is not None}
+        if found is not None:
+            taken -= set(found.rows.tolist())
+        if found is not None and not taken:
+            out.append(found)
+            continue
+        penalty = None if demand is None else reserve_penalty(state, demand, pod)
+        if found is None:
+            out.append(fgd.options(state, pod, penalty))
+            continue
+        extra = np.array(sorted(taken), dtype=np.int64)
+        extra = extra[state.fits(pod, extra)]
+        if extra.size:
+            growth = fragmentation_delta(state, pod, extra, fgd.workload)
+            if penalty is not None:
+                growth = growth + penalty[extra][:, None]
+            found = Options(
+                np.concatenate([found.rows, extra]), np.concatenate([found.growth, growth])
+            )
+        out.append(found)
+    return out
+
+
+def _joint(
+    state: DeviceState,
+    pods: Sequence[PodRequest],
+    base: Plan,
+    seen: Sequence[Options | None],
+    options: BatchOptions,
+) -> Plan | None:
+    """The CP-SAT plan (see the module docstring) over each pod's options `seen`, or None
+    if none was found."""
     model = cp_model.CpModel()
     x: dict[tuple[int, int, int], cp_model.IntVar] = {}
     y: dict[tuple[int, int], cp_model.IntVar] = {}
@@ -159,11 +291,13 @@ def plan_batch(
     placed_milli: list[cp_model.LinearExprT] = []
     placed_pods: list[cp_model.LinearExprT] = []
     for i, pod in enumerate(pods):
-        first = greedy[i]
+        found = seen[i]
+        if found is None:  # fits nowhere
+            continue
+        first = base[i]
         forced = first.node if first is not None else None
-        cands = _candidates(state, pod, workload, options.candidates, forced)
         on_some: list[cp_model.IntVar] = []
-        for cand in cands:
+        for cand in _candidates(state, pod, found, options.candidates, forced):
             n = cand.node
             yv = model.new_bool_var(f"y{i}_{n}")
             y[i, n] = yv
@@ -196,14 +330,14 @@ def plan_batch(
             placed_milli.append(pod.gpu_request_milli * sum(on_some))
             placed_pods.append(sum(on_some))
     if not y:
-        return _best(state, pods, workload, [greedy, best_fit], by_fragmentation)
+        return None
     for (n, g), load in device_load.items():
         model.add(sum(load) <= int(state.gpu_left[n, g]))
     for n, load in node_cpu.items():
         model.add(sum(load) <= int(state.cpu_left[n]))
     for n, load in node_mem.items():
         model.add(sum(load) <= int(state.mem_left[n]))
-    _hint(model, pods, greedy, x, y)
+    _hint(model, base, x, y)
     objectives = [
         Objective("gpu-milli", sum(placed_milli), sum(p.gpu_request_milli for p in pods)),
         Objective("pods", sum(placed_pods), len(pods)),
@@ -217,8 +351,8 @@ def plan_batch(
         num_workers=options.num_workers,
     )
     if solver is None:
-        return _best(state, pods, workload, [greedy, best_fit], by_fragmentation)
-    out: list[DevicePlacement | None] = []
+        return None
+    out: Plan = []
     for i in range(len(pods)):
         spot = None
         for (pi, n), yv in y.items():
@@ -228,36 +362,39 @@ def plan_batch(
                 )
                 spot = DevicePlacement(n, devices)
         out.append(spot)
-    # the model's fragmentation term is additive (each pod against the batch's starting
-    # state); the exact measure decides between its plan and the greedy ones
-    return _best(state, pods, workload, [greedy, out, best_fit], by_fragmentation)
+    return out
 
 
 def _best(
     state: DeviceState,
     pods: Sequence[PodRequest],
     workload: Workload,
-    plans: list[list[DevicePlacement | None]],
-    by_fragmentation: bool = True,
-) -> list[DevicePlacement | None]:
-    """The first plan with the best (GPU milli, pods, -fragmentation growth), or with the
-    best (GPU milli, pods) alone unless `by_fragmentation`."""
-    scores = [_score(state, pods, p, workload) for p in plans]
-    if not by_fragmentation:
-        scores = [(milli, count, 0.0) for milli, count, _ in scores]
-    return plans[scores.index(max(scores))]
+    demand: ModelDemand | None,
+    plans: list[Plan],
+    by_fragmentation: bool,
+) -> Plan:
+    """The first plan with the most (GPU milli, pods), then, if `by_fragmentation`, the
+    least exact growth of F plus reserve charges. The model's costs are additive (each pod
+    against its own state in the base pass); the exact measure decides."""
+    counted = [_placed(pods, p) for p in plans]
+    most = max(counted)
+    tied = [p for p, c in zip(plans, counted, strict=True) if c == most]
+    if not by_fragmentation or len(tied) == 1:
+        return tied[0]
+    costs = [_cost(state, pods, p, workload, demand) for p in tied]
+    return tied[costs.index(min(costs))]
 
 
 def _hint(
     model: cp_model.CpModel,
-    pods: Sequence[PodRequest],
-    greedy: Sequence[DevicePlacement | None],
+    base: Plan,
     x: dict[tuple[int, int, int], cp_model.IntVar],
     y: dict[tuple[int, int], cp_model.IntVar],
 ) -> None:
-    chosen_y = {(i, w.node) for i, w in enumerate(greedy) if w is not None}
-    chosen_x = {(i, w.node, g) for i, w in enumerate(greedy) if w is not None for g in w.devices}
-    for key, yv in y.items():
-        model.add_hint(yv, int(key in chosen_y))
-    for key3, xv in x.items():
-        model.add_hint(xv, int(key3 in chosen_x))
+    # a partial hint: the base plan's choices (CP-SAT completes the rest)
+    for i, w in enumerate(base):
+        if w is not None and (i, w.node) in y:
+            model.add_hint(y[i, w.node], 1)
+            for g in w.devices:
+                if (i, w.node, g) in x:
+                    model.add_hint(x[i, w.node, g], 1)

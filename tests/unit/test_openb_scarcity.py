@@ -1,0 +1,108 @@
+"""GPU-model scarcity in gpualloc's batch planner: capacity held for restricted pods, the
+charge for taking it, and the guarantee against FGD from the same state."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from gpualloc.model.devices import DevicePlacement, PodRequest
+from gpualloc.solver.devices.device_policies import FGD
+from gpualloc.solver.devices.devicestate import DeviceState
+from gpualloc.solver.devices.fragmentation import typical_workload
+from gpualloc.solver.devices.scarcity import model_demand, reserve_penalty, reserved_milli
+from gpualloc.solver.devices.sharing import BatchOptions, _greedy, _placed, plan_batch
+from tests.unit.test_simulator import gpu_node, pod
+
+
+def test_restricted_classes_and_their_share_of_the_gpu_demand() -> None:
+    pods = [pod("any", 2), pod("b", 1, spec=("B",)), pod("b2", 1, 500, spec=("B",))]
+    pods += [pod("ab", 1, spec=("A", "B")), pod("cpu", 0)]
+    demand = model_demand(pods, ("A", "B"))
+    # A|B allows every model: not restricted; B-only pods ask 1500 of 4500 milli
+    assert demand.allowed.tolist() == [[False, True]]
+    assert demand.share.tolist() == [1500 / 4500]
+
+
+def test_each_model_holds_its_classes_share_of_the_free_capacity() -> None:
+    state = DeviceState([gpu_node("a", 8, model="A"), gpu_node("b", 2, model="B")])
+    demand = model_demand([pod("any", 4), pod("b", 1, spec=("B",))], ("A", "B"))
+    # 10 free GPUs, B-only pods are 1/5 of the demand: B holds 2 GPUs
+    assert reserved_milli(state, demand).tolist() == [0.0, 2000.0]
+    # so a pod that could go anywhere is charged for a B GPU, not for an A GPU ...
+    penalty = reserve_penalty(state, demand, pod("x"))
+    assert penalty is not None and penalty.tolist() == [0.0, 1000.0]
+    # ... and CPU-only pods are never charged
+    assert reserve_penalty(state, demand, pod("c", 0)) is None
+
+
+def test_a_flexible_share_keeps_off_the_gpu_a_restricted_share_needs() -> None:
+    # node b (model B) has half a GPU free: FGD puts the next flexible half GPU there (it
+    # fills the device and keeps A's whole GPUs whole); then the B-only half GPU finds no
+    # room. B-only pods ask 2/9 of the demand, so B's half GPU is held for them: taking it
+    # costs the flexible share 500 milli of F, more than breaking a GPU on A.
+    state = DeviceState([gpu_node("a", 2, model="A"), gpu_node("b", 1, model="B")])
+    state.place(pod("old", 1, 500), DevicePlacement(1, (0,)))
+    pod_list = [pod("w")] * 3 + [pod("s", 1, 500)] + [pod("bs", 1, 500, spec=("B",))] * 2
+    workload = typical_workload(pod_list, state.models, cpu_pods=True)
+    batch = [pod("flex", 1, 500), pod("picky", 1, 500, spec=("B",))]
+    fgd_plan, _ = _greedy(state, batch, FGD(workload, integer_score=True))
+    assert fgd_plan == [DevicePlacement(1, (0,)), None]
+    demand = model_demand(pod_list, state.models)
+    plan = plan_batch(state, batch, workload, demand=demand)
+    assert plan == [DevicePlacement(0, (0,)), DevicePlacement(1, (0,))]
+
+
+def _random_case(seed: int) -> tuple[DeviceState, list[PodRequest], list[PodRequest]]:
+    rng = random.Random(seed)
+    nodes = [
+        gpu_node(f"n{i}", rng.choice([1, 2, 4, 8]), rng.choice("ABC"), rng.choice([8000, 32000]))
+        for i in range(8)
+    ]
+    shapes = [
+        pod("w1", cpu=3000),
+        pod("w2", 2, cpu=5000),
+        pod("s3", 1, 300, cpu=2000, spec=("A",)),
+        pod("s7", 1, 700, cpu=2000),
+        pod("wb", 1, cpu=2000, spec=("B", "C")),
+        pod("c", 0, cpu=4000),
+    ]
+    state = DeviceState(nodes)
+    for p in [rng.choice(shapes) for _ in range(rng.randint(5, 25))]:  # a used cluster
+        spot = FGD(typical_workload(shapes, state.models)).choose(state, p)
+        if spot is not None:
+            state.place(p, spot)
+    return state, shapes, [rng.choice(shapes) for _ in range(8)]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_charged_pass_reuses_the_plain_ones_work_exactly(seed: int) -> None:
+    state, shapes, batch = _random_case(seed)
+    workload = typical_workload(shapes, state.models, cpu_pods=True)
+    demand = model_demand(shapes, state.models)
+    fgd = FGD(workload, integer_score=True)
+    plain = _greedy(state, batch, fgd)
+    fresh = _greedy(state, batch, fgd, demand)
+    reused = _greedy(state, batch, fgd, demand, reuse=plain)
+    assert reused[0] == fresh[0]
+    for a, b in zip(reused[1], fresh[1], strict=True):
+        assert (a is None) == (b is None)
+        if a is not None and b is not None:
+            assert a.rows.tolist() == b.rows.tolist()
+            assert np.array_equal(a.growth, b.growth)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_batch_never_places_less_than_fgd_from_the_same_state(seed: int) -> None:
+    state, shapes, batch = _random_case(seed)
+    workload = typical_workload(shapes, state.models, cpu_pods=True)
+    demand = model_demand(shapes, state.models)
+    plan = plan_batch(state, batch, workload, BatchOptions(time_limit_seconds=1.0), demand)
+    trial = state.copy()
+    for p, spot in zip(batch, plan, strict=True):
+        if spot is not None:
+            trial.place(p, spot)  # raises if the plan overcommits anything
+    fgd_plan, _ = _greedy(state, batch, FGD(workload, integer_score=True))
+    assert _placed(batch, plan) >= _placed(batch, fgd_plan)
