@@ -1,7 +1,9 @@
 """`make bench-sim`: the openb and Philly benchmarks, JSON under bench-results/ and a plot.
 
 Usage: python -m gpualloc.sim.bench_sim [--seeds 42,43,44] [--batch 8] [--jobs 2] [--out DIR]
-       [--lists default,...] [--policies gpualloc,fgd,...]
+       [--lists default,...|all] [--policies gpualloc,fgd,...] [--no-philly] [--plot PNG]
+       python -m gpualloc.sim.bench_sim --merge a/bench-sim.json,b/bench-sim.json --out DIR
+       python -m gpualloc.sim.bench_sim --report DIR/bench-sim.json
 Runs every (pod list, policy, seed) through the same code as `gpualloc simulate`, in
 parallel processes, adds the proven floor (`solver/devices/bound.py`) and the published FGD
 results, and draws unallocated GPU % vs arrival (like Figure 9a of the FGD paper).
@@ -174,6 +176,7 @@ def differences(report: dict[str, Any]) -> list[str]:
         ("gpualloc", "fgd", "gpualloc minus our fgd (same samples)"),
         ("gpualloc", "FGD (published)", "gpualloc minus the published FGD"),
         ("fgd", "FGD (published)", "our fgd minus the published FGD: the sampler difference"),
+        ("best-fit", "BestFit (published)", "our best-fit minus the published BestFit"),
     )
     for mine, other, title in pairs:
         rows = [pl for pl, per in curves.items() if mine in per and other in per]
@@ -256,6 +259,45 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def build_report(
+    runs: list[dict[str, Any]],
+    floors: list[dict[str, Any]],
+    philly: dict[str, Any],
+    batch: int,
+    wall_seconds: float,
+) -> dict[str, Any]:
+    """bench-sim.json: the runs, floors and Philly results, and the means per pod list."""
+    lists = [pl for pl in LISTS_ALL if any(r["pod_list"] == pl for r in runs)]
+    lists += sorted({r["pod_list"] for r in runs} - set(lists))
+    summary: dict[str, Any] = summarize(runs)
+    summary = {pl: summary[pl] for pl in lists}
+    for pl in lists:
+        per_seed = [f["floor_unallocated_gpu_pct"] for f in floors if f["pod_list"] == pl]
+        if per_seed:
+            summary[pl]["floor (proven)"] = {
+                lv: round(statistics.mean(p[lv] for p in per_seed), 3) for lv in per_seed[0]
+            }
+        summary[pl].update(published(DATA / "openb" / "fgd_allocation_results.csv", pl))
+    return {
+        "seeds": sorted({r["seed"] for r in runs}),
+        "batch": batch,
+        "arrival": 1.3,
+        "wall_seconds": wall_seconds,
+        "mean_unallocated_gpu_pct": summary,
+        "runs": runs,
+        "floors": floors,
+        "philly": philly,
+    }
+
+
+def write(report: dict[str, Any], out: Path, plot_path: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench-sim.json").write_text(json.dumps(report, indent=1))
+    (out / "bench-sim.md").write_text(markdown(report))
+    plot(report["mean_unallocated_gpu_pct"], plot_path)
+    print(f"wrote {out / 'bench-sim.json'} and {plot_path}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", default="42,43,44")
@@ -267,14 +309,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--plot", default="docs/simulator-openb.png")
     parser.add_argument("--report", help="only render REPORT (a bench-sim.json) as markdown")
     parser.add_argument("--no-philly", action="store_true", help="skip the Philly gang benchmark")
+    parser.add_argument("--merge", help="comma-separated bench-sim.json files to report as one")
     args = parser.parse_args(argv)
     if args.report:
         print(markdown(json.loads(Path(args.report).read_text())))
         return
+    if args.merge:  # reports of parts of one benchmark (e.g. one pod list each), as one
+        parts = [json.loads(Path(f).read_text()) for f in args.merge.split(",")]
+        report = build_report(
+            [r for part in parts for r in part["runs"]],
+            [f for part in parts for f in part["floors"]],
+            next((part["philly"] for part in parts if part["philly"]), {}),
+            parts[0]["batch"],
+            round(sum(part["wall_seconds"] for part in parts), 1),
+        )
+        write(report, Path(args.out), Path(args.plot))
+        return
     seeds = [int(s) for s in args.seeds.split(",")]
     lists = list(LISTS_ALL) if args.lists == "all" else args.lists.split(",")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     # slowest first, so the pool stays busy to the end
     policies = args.policies.split(",")
@@ -288,28 +340,10 @@ def main(argv: list[str] | None = None) -> None:
         if args.no_philly
         else {"all_jobs": run_philly(trace), "multi_gpu_jobs": run_philly(trace, min_gpus=2)}
     )
-    summary: dict[str, Any] = summarize(runs)
-    for pl in lists:
-        per_seed = [f["floor_unallocated_gpu_pct"] for f in floors if f["pod_list"] == pl]
-        summary[pl]["floor (proven)"] = {
-            lv: round(statistics.mean(p[lv] for p in per_seed), 3) for lv in per_seed[0]
-        }
-        summary[pl].update(published(DATA / "openb" / "fgd_allocation_results.csv", pl))
-    report = {
-        "seeds": seeds,
-        "batch": args.batch,
-        "arrival": 1.3,
-        "wall_seconds": round(time.monotonic() - started, 1),
-        "mean_unallocated_gpu_pct": summary,
-        "runs": runs,
-        "floors": floors,
-        "philly": philly,
-    }
-    (out / "bench-sim.json").write_text(json.dumps(report, indent=1))
-    (out / "bench-sim.md").write_text(markdown(report))
-    plot(summary, Path(args.plot))
+    wall = round(time.monotonic() - started, 1)
+    report = build_report(runs, floors, philly, args.batch, wall)
+    write(report, Path(args.out), Path(args.plot))
     print(json.dumps({k: report[k] for k in ("seeds", "batch", "wall_seconds")}))
-    print(f"wrote {out / 'bench-sim.json'} and {args.plot}", file=sys.stderr)
 
 
 if __name__ == "__main__":
