@@ -36,6 +36,10 @@ def _run(args: tuple[TraceOptions, str]) -> tuple[int, str, dict[str, Any]]:
     return options.seed, policy, out
 
 
+def _lower_or_higher(change: float) -> str:
+    return f"{change:.1%} lower" if change >= 0 else f"{-change:.1%} higher"
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = []
     for seed, result in report["windows"].items():
@@ -54,7 +58,7 @@ def markdown(report: dict[str, Any]) -> str:
             lines += [
                 "",
                 f"gpualloc vs best baseline ({v['best_baseline']}): mean JCT "
-                f"{v['jct_lower_than_best']:+.1%} lower, utilisation "
+                f"{_lower_or_higher(v['jct_lower_than_best'])}, utilisation "
                 f"{v['utilisation_vs_best']:+.3f}, half-placed gangs {v['half_placed_gangs']}; "
                 f"fifo-bestfit mean queueing {v['fifo_queueing_mean_hours']:.2f} h; goal "
                 f"{'met' if v['goal_met'] else 'not met'}; the JCT floor (every job starting on "

@@ -116,6 +116,7 @@ class GpuallocScheduler:
         self.solve_seconds = 0.0
         self.statuses: dict[str, int] = {}  # solver status -> rounds
         self._uids = 0
+        self._version = 0  # resourceVersion, bumped on every change as the API server does
 
     def wake_at(self) -> float | None:
         return None  # pods bind at once: no bind deadline to recheck
@@ -129,6 +130,7 @@ class GpuallocScheduler:
         for job in sim.active.values():
             if job.key not in self.jobs:
                 self.jobs[job.key] = job_object(job)
+                self._changed(self.jobs[job.key])
         for name in [p for p, at in self.pod_gone_at.items() if at <= now]:
             del self.pod_gone_at[name]
             self.pods.pop(name, None)
@@ -166,6 +168,7 @@ class GpuallocScheduler:
                 self._uids += 1
                 pod["metadata"]["uid"] = f"pod-{self._uids}"
                 pod["status"] = {"phase": "Pending"}
+                self._changed(pod)
                 self.pods[f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"] = pod
                 if write.placed:
                     actions.append(self._bind(write.job, pod))
@@ -173,7 +176,12 @@ class GpuallocScheduler:
                 self.services[write.job] = write.service
             elif isinstance(write, PatchJobStatus) and write.job in self.jobs:
                 self.jobs[write.job]["status"] = write.status
+                self._changed(self.jobs[write.job])
         return actions
+
+    def _changed(self, obj: Obj) -> None:
+        self._version += 1
+        obj["metadata"]["resourceVersion"] = str(self._version)
 
     def _bind(self, job: str, pod: Obj) -> Bind:
         node = committed_node(pod)
@@ -181,6 +189,7 @@ class GpuallocScheduler:
             raise ValueError(f"pod {pod['metadata']['name']} placed without a node")
         pod["spec"]["nodeName"] = node
         pod["status"] = {"phase": "Running"}
+        self._changed(pod)
         return Bind(job, replica_index(pod), node)
 
     def _delete(self, write: DeletePod, now: float) -> list[Action]:
@@ -196,6 +205,7 @@ class GpuallocScheduler:
             del self.pods[name]
         else:
             pod["metadata"]["deletionTimestamp"] = iso(now)
+            self._changed(pod)
             self.pod_gone_at[name] = now + grace
         return [Delete(write.job, replica_index(pod), grace, write.evict)]
 

@@ -46,6 +46,8 @@ def plot(result: Mapping[str, Any], path: str) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     for name, run in result["policies"].items():
         hours, shares = binned_utilisation(run["series"], start, end, window["gpus"])
+        # the last bin drawn to the window's end
+        hours, shares = [*hours, (end - start) / 3600], [*shares, shares[-1] if shares else 0.0]
         left.step(hours, shares, where="post", label=f"{name} ({run['utilisation']:.1%})")
         jct = [s / 3600 for s in run["jct_seconds"]]
         fraction = [(k + 1) / len(jct) for k in range(len(jct))]
