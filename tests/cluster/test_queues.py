@@ -82,7 +82,7 @@ def teams(kube: Kube, operator: OperatorProcess) -> Iterator[Teams]:
         t.close()
 
 
-def test_two_teams_borrow_and_reclaim(teams: Teams) -> None:
+def test_two_teams_borrow_and_reclaim(teams: Teams, operator: OperatorProcess) -> None:
     kube, a = teams.kube, teams.a
     a.add_nodes(2)
     pool = a.pool
@@ -96,6 +96,13 @@ def test_two_teams_borrow_and_reclaim(teams: Teams) -> None:
         what="team-b borrowing 8",
     )
     assert teams.queue("team-b")["status"]["gpus"] == "16/8"
+    kube.wait_for(
+        lambda: (
+            operator.metric("gpualloc_queue_borrowed_gpus") == 8
+            and operator.metric("gpualloc_queue_nominal_gpus") == 16
+        ),
+        what="queue metrics: 8 borrowed of 2 x 8 nominal",
+    )
     # team-a's demand comes back: the newest borrowing gang is evicted for it
     a.apply(training("a-owner", a.namespace, pool, workers=1, gpus=8))
     a.wait_phase("LLMTrainingJob", "a-owner", "Running", timeout=90)
