@@ -57,6 +57,7 @@ class SizingWait(Exception):
 # created by the operator's service account, so each is refused unless the policy allows it
 # (the namespace's Pod Security admission still applies on top: the pods are created there).
 POD_SETTINGS = ("serviceAccountName", "privileged", "hostPath", "hostNetwork", "hostPID", "hostIPC")
+MAX_ESTIMATED_GPU_HOURS = 1e8  # the CRD's bound on spec.estimatedGPUHours
 
 
 def _mapping(value: Any, obj: Obj, field: str) -> Mapping[str, Any]:
@@ -432,6 +433,17 @@ def job_from_k8s(obj: Obj, nodes: Sequence[Node] = (), desired: int | None = Non
     queue = spec.get("queue")
     if queue is not None and not isinstance(queue, str):
         raise SpecError(ref(obj), "spec.queue", f"must be a queue name (got {queue!r})")
+    estimate = spec.get("estimatedGPUHours")
+    if estimate is not None and (
+        isinstance(estimate, bool)
+        or not isinstance(estimate, int | float)
+        or not 0 <= estimate <= MAX_ESTIMATED_GPU_HOURS  # NaN fails both
+    ):
+        raise SpecError(
+            ref(obj),
+            "spec.estimatedGPUHours",
+            f"must be a number from 0 to {MAX_ESTIMATED_GPU_HOURS:g} (got {estimate!r})",
+        )
     return Job(
         key=f"{meta.get('namespace', 'default')}/{meta['name']}",
         kind=JobKind(kind),
@@ -445,6 +457,7 @@ def job_from_k8s(obj: Obj, nodes: Sequence[Node] = (), desired: int | None = Non
         created=created_at(obj),
         requirements=req,
         queue=queue or None,
+        estimated_gpu_hours=float(estimate) if estimate is not None else None,
     )
 
 

@@ -111,6 +111,7 @@ class Job:
     created: float = 0.0  # unix seconds; older jobs win ties
     requirements: NodeRequirements = field(default_factory=NodeRequirements)
     queue: str | None = None  # the GPUQueue it runs in; None only when there are no queues
+    estimated_gpu_hours: float | None = None  # the user's estimate (spec.estimatedGPUHours)
 
     @property
     def namespace(self) -> str:

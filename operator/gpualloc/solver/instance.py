@@ -17,6 +17,7 @@ from itertools import pairwise
 from gpualloc.model import Job, Node, NodeRequirements, Policy, RunningPod, Snapshot
 from gpualloc.solver.capacity import Free, free_capacity, usage_by_node
 from gpualloc.solver.eligibility import eligible
+from gpualloc.solver.order import planning_order
 from gpualloc.solver.queues import QueueTree
 
 
@@ -137,7 +138,7 @@ def build_instance(snapshot: Snapshot, policy: Policy) -> Instance:
             running[pod.job].append(pod)
 
     states: list[JobState] = []
-    for job in sorted(snapshot.jobs, key=lambda j: (-j.priority, j.created, j.key)):
+    for job in planning_order(snapshot.jobs):
         pods = running.get(job.key, [])
         hi = max(0, job.replicas - len(pods))
         lo = max(1, job.min_replicas - len(pods))
