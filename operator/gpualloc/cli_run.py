@@ -111,6 +111,7 @@ def run_command(
     import signal
 
     _fewer_malloc_arenas()
+    _without_pandas()
     import kopf
     from prometheus_client import start_http_server
 
@@ -150,6 +151,27 @@ def run_command(
         clusterwide=True,
         standalone=True,  # leader election is gpualloc's own Lease, see controller/leader.py
     )
+
+
+def _without_pandas() -> None:
+    """OR-Tools' cp_model imports pandas (~40 MB resident) only for its `*_series` helpers,
+    which gpualloc never calls. In the operator process a stand-in module takes its place:
+    cp_model's module-level `Union[pd.Index, pd.Series]` sees placeholder classes, and any
+    other use of pandas fails loudly instead of silently using the stand-in."""
+    import sys
+    import types
+
+    if "pandas" in sys.modules:
+        return
+    stand_in = types.ModuleType("pandas", "gpualloc's stand-in: pandas is not loaded here")
+    for name in ("Index", "Series"):
+        setattr(stand_in, name, type(name, (), {"__module__": "pandas"}))
+
+    def missing(attr: str) -> object:
+        raise AttributeError(f"pandas.{attr}: pandas is not loaded in the gpualloc operator")
+
+    stand_in.__getattr__ = missing  # type: ignore[method-assign]
+    sys.modules["pandas"] = stand_in
 
 
 def _fewer_malloc_arenas() -> None:
