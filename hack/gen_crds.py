@@ -17,6 +17,8 @@ from crd_schema import (
     DNS_LABEL,
     INT32_MAX,
     INT32_MIN,
+    LABEL_KEY,
+    LABEL_KEY_MAX,
     TEMPLATE,
     Schema,
     array,
@@ -163,9 +165,65 @@ def job_status(training: bool) -> Schema:
                 MAX_PODS_PER_JOB,
             ),
             "conditions": CONDITIONS,
+            "unblock": UNBLOCK,
         },
     )
 
+
+UNBLOCK = obj(
+    "What would let the job run now (while it waits), from counterfactual plans of the same "
+    "model: `gpualloc explain` answers the same on demand.",
+    {
+        "message": string("The answer in words.", 32768),
+        "complete": {
+            "type": "boolean",
+            "description": "False when the time budget ran out before every question.",
+        },
+        "evict": array(
+            "Running jobs that would have to move or be evicted (the fewest GPUs).",
+            obj(
+                "One running job in the way.",
+                {
+                    "job": string("namespace/name.", 317),
+                    "gpus": integer("GPUs it holds."),
+                    "gpuHoursLost": {"type": "number", "description": "Work it would lose."},
+                    "preemptible": {"type": "boolean", "description": "spec.preemptible."},
+                },
+            ),
+            MAX_PODS_PER_JOB,
+        ),
+        "evictProof": string("Solver status of that choice (OPTIMAL: proven fewest).", 64),
+        "alternatives": array(
+            "Changes to the job that fit now without evicting anything.",
+            string("One change, e.g. 'with 2 workers instead of 4'.", 256),
+            16,
+        ),
+        "freeAt": string("When running jobs' estimates free enough GPUs.", 64, format="date-time"),
+    },
+)
+
+
+MAX_TOPOLOGY_LEVELS = 8  # gpualloc.k8s.convert.MAX_TOPOLOGY_LEVELS
+
+
+def _level(description: str) -> Schema:
+    return string(description, LABEL_KEY_MAX, pattern=LABEL_KEY)
+
+
+JOB_TOPOLOGY = obj(
+    "Where the job's pods may go in the cluster's topology (AllocationPolicy "
+    "spec.topology.levels); a level the policy does not list makes the job Invalid.",
+    {
+        "required": _level(
+            "A topology level (node label key), e.g. topology.kubernetes.io/rack: every worker "
+            "or replica inside one domain of it (one rack), or the job waits."
+        ),
+        "preferred": _level(
+            "A topology level (node label key): as few domains of it as possible, without "
+            "ever placing fewer GPUs for it."
+        ),
+    },
+)
 
 QUEUE_NAME = string("A GPUQueue name (a DNS-1123 label).", 63, pattern=DNS_LABEL)
 
@@ -184,6 +242,7 @@ COMMON_SPEC = {
         "spec.defaultQueue.",
     },
     "gpu": GPU,
+    "topology": JOB_TOPOLOGY,
     "model": MODEL,
     "template": TEMPLATE,
     "preemptionGracePeriodSeconds": integer(
@@ -371,6 +430,20 @@ POLICY_SPEC = obj(
                 "allowHostIPC": _allow("set hostIPC"),
             },
             default={},
+        ),
+        "topology": obj(
+            "The cluster's network topology, from node labels.",
+            {
+                "levels": array(
+                    "Node label keys of the topology levels, widest first, e.g. "
+                    "topology.kubernetes.io/zone, network.example.com/block, "
+                    "topology.kubernetes.io/rack, nvidia.com/gpu.clique. A domain of a level "
+                    "is the nodes with the same values of it and of every wider level.",
+                    _level("A node label key."),
+                    MAX_TOPOLOGY_LEVELS,
+                    **{"x-kubernetes-list-type": "set"},
+                )
+            },
         ),
         "unboundTimeoutSeconds": integer(
             "A placed pod still unbound after this long is reported and its gang re-planned.",

@@ -10,12 +10,19 @@ from typing import Any
 
 import click
 
-from gpualloc.k8s.convert import SizingWait, SpecError, policy_from_k8s, queue_from_k8s
+from gpualloc.k8s.convert import (
+    SizingWait,
+    SpecError,
+    policy_from_k8s,
+    queue_from_k8s,
+    unknown_level,
+)
 from gpualloc.k8s.files import InputError, load_objects
 from gpualloc.k8s.snapshot import JOB_KINDS, build_snapshot
 from gpualloc.model import Plan, Policy, Snapshot, Unscheduled
 from gpualloc.solver import plan as solve
 from gpualloc.solver.queues import choose_queue
+from gpualloc.solver.topology import describe, spans
 
 
 def _objects(path: str | None, kinds: tuple[str, ...], default_kind: str | None) -> list[Any]:
@@ -81,6 +88,19 @@ def _in_queues(snap: Snapshot, policy: Policy) -> tuple[Snapshot, list[Unschedul
     return replace(snap, jobs=tuple(jobs)), left_out
 
 
+def _known_levels(snap: Snapshot, policy: Policy) -> tuple[Snapshot, list[Unscheduled]]:
+    """Jobs whose spec.topology names a level the policy does not list are refused (the
+    operator reports them Invalid)."""
+    jobs, left_out = [], []
+    for job in snap.jobs:
+        refused = unknown_level(job.topology, policy.topology_levels)
+        if refused:
+            left_out.append(Unscheduled(job.key, f"refused: {refused[0]}: {refused[1]}"))
+        else:
+            jobs.append(job)
+    return replace(snap, jobs=tuple(jobs)), left_out
+
+
 def _queue_lines(result: Plan) -> list[str]:
     lines = []
     for name, r in sorted(result.queues.items()):
@@ -94,7 +114,18 @@ def _queue_lines(result: Plan) -> list[str]:
     return lines
 
 
-def _table(result: Plan, snap: Snapshot) -> str:
+def _domains(result: Plan, snap: Snapshot, levels: tuple[str, ...]) -> dict[str, str]:
+    """Job -> '1 rack (z/r1)': the domains each placed job got (with topology levels)."""
+    nodes = {n.name: n for n in snap.nodes}
+    found = {}
+    for job in snap.jobs:
+        span = spans(job, result.placements, nodes, levels)
+        if span is not None and span[1]:
+            found[job.key] = describe(*span)
+    return found
+
+
+def _table(result: Plan, snap: Snapshot, levels: tuple[str, ...] = ()) -> str:
     lines = [
         f"status {result.status}   objective {result.objective:g}   bound {result.bound:g}"
         f"   gap {result.gap:.2%}   solved in {result.solve_seconds:.2f}s",
@@ -105,6 +136,7 @@ def _table(result: Plan, snap: Snapshot) -> str:
     for p in result.placements:
         by_job[p.job].append(p.node)
         gpus[p.job] += p.gpus
+    domains = _domains(result, snap, levels)
     rows = [("JOB", "KIND", "PRIORITY", "PLACED", "GPUS", "NODES / REASON")]
     for job in sorted(snap.jobs, key=lambda j: (-j.priority, j.key)):
         if job.key in by_job:
@@ -116,7 +148,7 @@ def _table(result: Plan, snap: Snapshot) -> str:
                     str(job.priority),
                     f"{len(by_job[job.key])}/{job.replicas}",
                     str(gpus[job.key]),
-                    ",".join(nodes),
+                    ",".join(nodes) + (f"  in {domains[job.key]}" if job.key in domains else ""),
                 )
             )
     for u in result.unscheduled:
@@ -199,7 +231,9 @@ def plan_command(
         raise click.ClickException(str(err)) from None
     if time_limit is not None:
         pol = replace(pol, time_limit_seconds=time_limit)
+    snap, refused = _known_levels(snap, pol)
     snap, left_out = _in_queues(snap, pol)
+    left_out += refused
     result = solve(snap, pol)
     if left_out:
         waiting = sorted([*result.unscheduled, *left_out], key=lambda u: u.job)
@@ -208,7 +242,7 @@ def plan_command(
         json.dump(result.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        click.echo(_table(result, snap))
+        click.echo(_table(result, snap, pol.topology_levels))
 
 
 __all__ = ["plan_command"]

@@ -7,6 +7,7 @@ what to fix.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -25,6 +26,7 @@ from gpualloc.model import (
     RunningPod,
     Taint,
     Toleration,
+    TopologyRequest,
 )
 from gpualloc.model.sizing import SizingError, parse_parameters, size_inference, size_training
 
@@ -58,6 +60,13 @@ class SizingWait(Exception):
 # (the namespace's Pod Security admission still applies on top: the pods are created there).
 POD_SETTINGS = ("serviceAccountName", "privileged", "hostPath", "hostNetwork", "hostPID", "hostIPC")
 MAX_ESTIMATED_GPU_HOURS = 1e8  # the CRD's bound on spec.estimatedGPUHours
+MAX_TOPOLOGY_LEVELS = 8  # the CRD's bound on AllocationPolicy spec.topology.levels
+# A label key (hack/crd_schema.py LABEL_KEY): optional DNS-subdomain prefix and '/', a name.
+LABEL_KEY = re.compile(
+    r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+)
+LABEL_KEY_MAX = 317
 
 
 def _mapping(value: Any, obj: Obj, field: str) -> Mapping[str, Any]:
@@ -369,9 +378,54 @@ def _sizing_gpu(nodes: Sequence[Node], req: NodeRequirements) -> tuple[int, int]
     return min(n.gpu_memory_mib for n in usable), max(n.gpus for n in usable)
 
 
-def job_from_k8s(obj: Obj, nodes: Sequence[Node] = (), desired: int | None = None) -> Job:
+def _label_key(value: Any, obj: Obj, field: str) -> str:
+    if not isinstance(value, str) or len(value) > LABEL_KEY_MAX or not LABEL_KEY.fullmatch(value):
+        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+        raise SpecError(ref(obj), field, f"must be a node label key (got {shown})")
+    return value
+
+
+def unknown_level(topology: TopologyRequest, levels: Sequence[str]) -> tuple[str, str] | None:
+    """(field, message) when a job's spec.topology names a level the policy does not list."""
+    for key, level in (("required", topology.required), ("preferred", topology.preferred)):
+        if level is not None and level not in levels:
+            listed = ", ".join(levels) if levels else "none"
+            return (
+                f"spec.topology.{key}",
+                f"{level} is not a topology level of AllocationPolicy spec.topology.levels "
+                f"({listed})",
+            )
+    return None
+
+
+def _topology(spec: Mapping[str, Any], obj: Obj, levels: Sequence[str] | None) -> TopologyRequest:
+    """spec.topology; with `levels` (the policy's), a level it does not list is refused."""
+    topo = _mapping(spec.get("topology"), obj, "spec.topology")
+    unknown = sorted(str(k) for k in topo if k not in ("required", "preferred"))
+    if unknown:
+        raise SpecError(
+            ref(obj), f"spec.topology.{unknown[0][:64]}", "unknown field (required, preferred)"
+        )
+    chosen = {
+        key: _label_key(topo[key], obj, f"spec.topology.{key}")
+        for key in ("required", "preferred")
+        if topo.get(key) is not None
+    }
+    request = TopologyRequest(chosen.get("required"), chosen.get("preferred"))
+    refused = unknown_level(request, levels) if levels is not None else None
+    if refused:
+        raise SpecError(ref(obj), *refused)
+    return request
+
+
+def job_from_k8s(
+    obj: Obj,
+    nodes: Sequence[Node] = (),
+    desired: int | None = None,
+    levels: Sequence[str] | None = None,
+) -> Job:
     """An LLMTrainingJob or LLMInferenceJob. `desired` overrides the inference replica count
-    (autoscaling decides it)."""
+    (autoscaling decides it); `levels`: the policy's topology levels (None: not checked)."""
     kind = obj.get("kind")
     meta = obj.get("metadata") or {}
     if not meta.get("name"):
@@ -409,6 +463,7 @@ def job_from_k8s(obj: Obj, nodes: Sequence[Node] = (), desired: int | None = Non
             raise SpecError(ref(obj), "spec.model", str(err)) from None
         except SizingWait as err:
             raise SizingWait(f"{ref(obj)}: {err}") from None
+    topology = _topology(spec, obj, levels)
     _, cpu, mem = pod_requests(pod, obj)
     if training:
         replicas = count or 1
@@ -458,6 +513,7 @@ def job_from_k8s(obj: Obj, nodes: Sequence[Node] = (), desired: int | None = Non
         requirements=req,
         queue=queue or None,
         estimated_gpu_hours=float(estimate) if estimate is not None else None,
+        topology=topology,
     )
 
 
@@ -475,6 +531,18 @@ def _bounded(value: Any, lo: int, hi: int) -> int:
     return value
 
 
+def _levels(spec: Mapping[str, Any], obj: Obj) -> tuple[str, ...]:
+    """spec.topology.levels: distinct node label keys, widest first."""
+    topo = _mapping(spec.get("topology"), obj, "spec.topology")
+    levels = _list(topo.get("levels"), obj, "spec.topology.levels")
+    if len(levels) > MAX_TOPOLOGY_LEVELS:
+        raise SpecError(ref(obj), "spec.topology.levels", f"at most {MAX_TOPOLOGY_LEVELS} levels")
+    keys = tuple(_label_key(v, obj, f"spec.topology.levels[{i}]") for i, v in enumerate(levels))
+    if len(set(keys)) != len(keys):
+        raise SpecError(ref(obj), "spec.topology.levels", "lists a label key twice")
+    return keys
+
+
 def policy_from_k8s(obj: Obj | None) -> Policy:
     """The AllocationPolicy named `default`; built-in defaults when absent."""
     if not obj:
@@ -486,6 +554,7 @@ def policy_from_k8s(obj: Obj | None) -> Policy:
     throughput = spec.get("throughput") or {}
     limits = spec.get("limits") or {}
     security = spec.get("security") or {}
+    levels = _levels(spec, obj)
     try:
         return Policy(
             time_limit_seconds=_bounded_float(solver.get("timeLimitSeconds", 10.0), 0.01, 600),
@@ -505,6 +574,7 @@ def policy_from_k8s(obj: Obj | None) -> Policy:
                 if security.get(f"allow{setting[0].upper()}{setting[1:]}") is True
             ),
             default_queue=str(spec["defaultQueue"]) if spec.get("defaultQueue") else None,
+            topology_levels=levels,
         )
     except (TypeError, ValueError) as err:
         raise SpecError(ref(obj), "spec", str(err)) from None

@@ -19,6 +19,7 @@ from gpualloc.model.types import (
     Snapshot,
     Taint,
     Toleration,
+    TopologyRequest,
     Unscheduled,
 )
 
@@ -41,5 +42,6 @@ __all__ = [
     "Snapshot",
     "Taint",
     "Toleration",
+    "TopologyRequest",
     "Unscheduled",
 ]

@@ -92,6 +92,18 @@ class NodeRequirements:
 
 
 @dataclass(frozen=True)
+class TopologyRequest:
+    """Where a job's replicas may go in the policy's topology (spec.topology): label keys of
+    AllocationPolicy spec.topology.levels, or None."""
+
+    required: str | None = None  # every replica inside one domain of this level
+    preferred: str | None = None  # as few domains of this level as possible
+
+    def __bool__(self) -> bool:
+        return self.required is not None or self.preferred is not None
+
+
+@dataclass(frozen=True)
 class Job:
     """A gang (training) or a replica set (inference): `replicas` identical pods.
 
@@ -112,6 +124,7 @@ class Job:
     requirements: NodeRequirements = field(default_factory=NodeRequirements)
     queue: str | None = None  # the GPUQueue it runs in; None only when there are no queues
     estimated_gpu_hours: float | None = None  # the user's estimate (spec.estimatedGPUHours)
+    topology: TopologyRequest = field(default_factory=TopologyRequest)
 
     @property
     def namespace(self) -> str:
@@ -141,6 +154,8 @@ class Policy:
     allowed_pod_settings: frozenset[str] = frozenset()
     # the GPUQueue for jobs of namespaces that no queue lists (None: they wait)
     default_queue: str | None = None
+    # node label keys of the topology, widest first (zone, block, rack, NVLink clique)
+    topology_levels: tuple[str, ...] = ()
 
 
 ANY_PRODUCT = "*"

@@ -8,6 +8,7 @@ Variables (all integer):
   e[j]    1 if running preemptible job j is evicted (whole gang)
   c[s, k] replicas of shape s placed on node class k
   u[k]    nodes used in an empty class k (the rest stay whole for large gangs)
+and, for jobs with spec.topology, their replicas per domain (solver/topology.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from gpualloc.solver.capacity import Free
 from gpualloc.solver.instance import Instance, NodeClass
 from gpualloc.solver.lexicographic import Objective, solve_lexicographic
 from gpualloc.solver.queue_model import QueueModel
+from gpualloc.solver.topology import Domain, TopologyModel, groupable
 
 GPU_LEVEL = "gpus@priority="
 # Fragmentation and throughput only break ties between equally good allocations: within 1%
@@ -54,6 +56,8 @@ class Solution:
     # last: not guaranteed), per (shape, class) and per job
     slot_types: dict[tuple[int, int], list[int]] = field(default_factory=dict)
     replica_types: dict[int, list[int]] = field(default_factory=dict)
+    # with topology: new replicas per job and domain (see solver/topology.py)
+    domain_replicas: dict[int, dict[Domain, int]] = field(default_factory=dict)
 
 
 class AllocationModel:
@@ -73,6 +77,10 @@ class AllocationModel:
         self._add_eviction_variables()
         self._add_count_variables()
         self._link_jobs_to_counts()
+        # spec.topology: per-job domains (None when no job asks for topology)
+        self.topology = (
+            TopologyModel(self, inst.levels) if any(s.key.topology for s in inst.shapes) else None
+        )
         # GPUQueues: guarantees, limits, fair borrowing, reclaim (None without queues)
         self.queues = QueueModel(self, inst.queues) if inst.queues else None
         self._add_class_capacity()
@@ -84,7 +92,8 @@ class AllocationModel:
         for j, state in enumerate(self.inst.jobs):
             if state.hi == 0 or not self.inst.shapes[state.shape].classes:
                 continue
-            if state.lo == state.hi and not state.running:
+            request = self.inst.shapes[state.shape].key.topology
+            if state.lo == state.hi and not state.running and groupable(request, self.inst.levels):
                 grouped[state.shape, state.hi].append(j)  # jobs are sorted oldest first
                 continue
             y = self.model.new_int_var(0, state.hi, f"y{j}")
@@ -256,6 +265,8 @@ class AllocationModel:
             # with queues a reclaim may evict at any priority: placing one more older job
             # must not be worth an eviction (it would swap a running job for a waiting one)
             objs.append(age)
+        if self.topology is not None:
+            objs.extend(self.topology.objectives())
         objs.extend(self._fragmentation_objectives())
         objs.append(self._throughput_objective(levels))
         return objs
@@ -349,6 +360,8 @@ class AllocationModel:
         sol.counts = {key: solver.value(v) for key, v in self.c.items() if solver.value(v)}
         if self.queues is not None:
             sol.slot_types, sol.replica_types = self.queues.types(solver, sol)
+        if self.topology is not None:
+            sol.domain_replicas = self.topology.domain_replicas(solver)
         return sol
 
 

@@ -7,6 +7,7 @@ from collections import defaultdict
 from gpualloc.model import Placement
 from gpualloc.solver.cpsat import Solution
 from gpualloc.solver.instance import Instance
+from gpualloc.solver.topology import Domain, effective, keys_of, node_domain
 
 
 def _node_slots(inst: Instance, sol: Solution) -> dict[tuple[int, int], list[str]]:
@@ -42,12 +43,19 @@ def decode(inst: Instance, sol: Solution) -> tuple[list[Placement], set[int]]:
     # with queues, replicas have types (guaranteed from level i of their queue's path up):
     # a job's replicas of each type take that type's slots; without, everything is type 0
     slots: dict[tuple[int, int], list[str]] = defaultdict(list)  # (shape, type) -> nodes
+    # shapes with spec.topology: (shape, domain) -> nodes; each job takes its domains' share
+    in_domain: dict[tuple[int, Domain], list[str]] = defaultdict(list)
     for (s, k), nodes in _node_slots(inst, sol).items():
+        req = inst.shapes[s].key.topology
+        if req:
+            keys = keys_of(effective(req, inst.levels), inst.levels)
+            in_domain[s, node_domain(inst.classes[k].representative, keys)].extend(nodes)
+            continue
         start = 0
         for t, count in enumerate(sol.slot_types.get((s, k), [len(nodes)])):
             slots[s, t].extend(nodes[start : start + count])
             start += count
-    for shape in slots.values():
+    for shape in [*slots.values(), *in_domain.values()]:
         shape.sort()  # keep a gang's workers on neighbouring nodes
     cursor: dict[tuple[int, int], int] = defaultdict(int)
     placed_jobs: set[int] = set()
@@ -61,7 +69,16 @@ def decode(inst: Instance, sol: Solution) -> tuple[list[Placement], set[int]]:
             replica = pod.replica if pod.replica is not None else next(spare)
             placements.append(Placement(job.key, job.kind, replica, pod.node, pod.gpus))
         count = sol.new_replicas.get(j, 0)
-        if count:
+        if count and inst.shapes[state.shape].key.topology:
+            placed_jobs.add(j)
+            for d, of_domain in sorted(sol.domain_replicas.get(j, {}).items(), key=str):
+                taken = in_domain[state.shape, d][:of_domain]
+                del in_domain[state.shape, d][:of_domain]
+                placements.extend(
+                    Placement(job.key, job.kind, next(spare), node, job.gpus_per_replica)
+                    for node in taken
+                )
+        elif count:
             placed_jobs.add(j)
             for t, of_type in enumerate(sol.replica_types.get(j, [count])):
                 start = cursor[state.shape, t]

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from gpualloc.model import Job, Node, NodeRequirements, Placement
 from gpualloc.solver.capacity import Free
 from gpualloc.solver.eligibility import rejection
+from gpualloc.solver.topology import display, node_domain, scope, short_name
 
 
 def _products(job: Job) -> str:
@@ -60,8 +61,10 @@ class Explainer:
         placements: Sequence[Placement],
         jobs_by_key: Mapping[str, Job],
         solver_status: str,
+        levels: Sequence[str] = (),
     ) -> None:
         self.nodes = nodes
+        self.levels = levels  # the policy's topology levels (a job's level alone without)
         self.free = free
         self.status = solver_status
         self.jobs_by_key = jobs_by_key
@@ -109,6 +112,11 @@ class Explainer:
                 return f"{gang}; nodes with the GPUs free have at most {cpu / 1000:g} CPU free"
             verb = "has" if len(fitting) == 1 else "have"
             return f"{gang}; only {_plural(len(fitting), 'node')} {verb} {need} free"
+        if job.topology.required is not None:
+            gang += f" in one {short_name(job.topology.required)}"
+            lacking = self._no_domain_with_room(job, needed, fitting)
+            if lacking:
+                return f"{gang}; {lacking}"
         if self.status not in ("OPTIMAL", "FEASIBLE", "HEURISTIC"):
             return f"{gang}; the solver found no plan in its time limit ({self.status})"
         higher, equal = self._outranked_by(req, job.priority)
@@ -117,6 +125,26 @@ class Explainer:
         if equal:
             return f"{gang}; outranked by older or larger jobs of equal priority using {equal} GPUs"
         return f"{gang}; its nodes' free GPUs went to a better overall plan"
+
+    def _no_domain_with_room(self, job: Job, needed: int, fitting: Sequence[Node]) -> str:
+        """Why no domain of the job's required level holds the gang now ('' if one does)."""
+        level = job.topology.required
+        assert level is not None
+        name, need = short_name(level), job.gpus_per_replica
+        room: Counter[tuple[str | None, ...]] = Counter()
+        for n in fitting:
+            domain = node_domain(n, scope(level, self.levels))
+            if domain[0] is not None:
+                room[domain] += self.free[n.name].gpus // need
+        if not room:
+            return f"no node with {need} free GPUs has the {level} label"
+        (best, most), *_ = sorted(room.items(), key=lambda item: (-item[1], display(item[0])))
+        if most >= needed:
+            return ""
+        unit = _unit(job) + ("s" if needed != 1 else "")
+        one_each = all(self.free[n.name].gpus < 2 * need for n in fitting)
+        space = f"{needed} nodes with {need} free" if one_each else f"room for {needed} {unit}"
+        return f"no {name} has {space} (the most is {most}, in {name} {display(best)})"
 
     def _outranked_by(self, req: NodeRequirements, priority: int) -> tuple[int, int]:
         """GPUs placed on the job's nodes by higher- and by equal-priority jobs."""

@@ -14,7 +14,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from gpualloc.model import Job, Node, NodeRequirements, Policy, RunningPod, Snapshot
+from gpualloc.model import (
+    Job,
+    Node,
+    NodeRequirements,
+    Policy,
+    RunningPod,
+    Snapshot,
+    TopologyRequest,
+)
+from gpualloc.solver import topology
 from gpualloc.solver.capacity import Free, free_capacity, usage_by_node
 from gpualloc.solver.eligibility import eligible
 from gpualloc.solver.order import planning_order
@@ -30,6 +39,7 @@ class ShapeKey:
     requirements: NodeRequirements
     queue: str | None = None  # jobs of different queues count against different quotas
     preemptible: bool | None = None  # with queues only: a job that is not runs within nominal
+    topology: TopologyRequest | None = None  # spec.topology, if the job asks for any
 
 
 @dataclass
@@ -81,6 +91,8 @@ class Instance:
     node_product: dict[str, str] = field(default_factory=dict)  # with queues only
     # GPUs per product that queued jobs may hold (unmanaged pods and unhealthy GPUs out)
     product_capacity: dict[str, int] = field(default_factory=dict)
+    levels: tuple[str, ...] = ()  # the policy's topology levels, widest first
+    node_by_name: dict[str, Node] = field(default_factory=dict)
 
 
 def _node_kind(node: Node, keys: frozenset[str], named: frozenset[str]) -> tuple[object, ...]:
@@ -169,6 +181,7 @@ def build_instance(snapshot: Snapshot, policy: Policy) -> Instance:
             j.requirements,
             j.queue,
             j.preemptible if snapshot.queues else None,
+            j.topology or None,
         )
         if key not in shape_index:
             shape_index[key] = len(shapes)
@@ -178,6 +191,8 @@ def build_instance(snapshot: Snapshot, policy: Policy) -> Instance:
 
     # node classes: group identical nodes, single out nodes holding evictable pods
     keys, named = _selected(snapshot.jobs)
+    # classes stay inside one domain of every level some job asks for
+    domain_keys = topology.used_keys(snapshot.jobs, policy.topology_levels)
     groups: dict[tuple[object, ...], list[Node]] = defaultdict(list)
     singles: list[NodeClass] = []
     for member in snapshot.nodes:
@@ -188,6 +203,7 @@ def build_instance(snapshot: Snapshot, policy: Policy) -> Instance:
         elif free.gpus > 0:
             kind = (
                 *_node_kind(member, keys, named),
+                topology.grouping_key(member, domain_keys),
                 free.gpus,
                 free.cpu_milli,
                 free.memory_mib,
@@ -211,14 +227,22 @@ def build_instance(snapshot: Snapshot, policy: Policy) -> Instance:
             classes.extend(NodeClass([n], free, empty) for n in cls.nodes)
     classes.extend(singles)
 
+    levels = policy.topology_levels
     for ci, cls in enumerate(classes):
         capacity = cls.free.gpus + sum(v.gpus for v in cls.victims.values())
+        rep = cls.representative
         for shape in shapes:
-            if shape.key.gpus <= capacity and eligible(shape.key.requirements, cls.representative):
+            req = shape.key.topology or TopologyRequest()
+            if (
+                shape.key.gpus <= capacity
+                and eligible(shape.key.requirements, rep)
+                and topology.allowed(req, rep, levels)
+            ):
                 shape.classes.append(ci)
 
     max_gpus = max((n.gpus for n in snapshot.nodes), default=0)
-    inst = Instance(states, shapes, classes, free_by_node, max_gpus)
+    inst = Instance(states, shapes, classes, free_by_node, max_gpus, levels=levels)
+    inst.node_by_name = {n.name: n for n in snapshot.nodes}
     if snapshot.queues:
         inst.queues = QueueTree(snapshot.queues, {n.product for n in snapshot.nodes})
         inst.node_product = {n.name: n.product for n in snapshot.nodes}

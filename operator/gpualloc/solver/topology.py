@@ -1,0 +1,281 @@
+"""Topology-aware placement: domains of node-label levels in the CP-SAT plan.
+
+A level is a node label key of AllocationPolicy spec.topology.levels (widest first). A domain
+of a level is the set of nodes sharing the values of that level and of every wider one (rack
+r1 of zone a is not rack r1 of zone b); a level the policy does not list is read alone.
+
+In the model (`TopologyModel`), for each job whose shape asks for topology:
+  x[j, d]  new replicas of job j in domain d of its finest requested level
+  b[j, D]  1 if job j uses domain D of its required level (sum over D = p[j]: one domain)
+  a[j, e]  1 if job j uses domain e of its preferred level (their sum is minimised)
+  w[g, D]  gangs of group g (identical pending gangs with only a required level) in D
+and the shape's replicas in domain d equal its counts on the node classes inside d, which
+is exact because node classes never straddle a domain (see `grouping_key`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ortools.sat.python import cp_model
+
+from gpualloc.model import Job, Node, Placement, TopologyRequest
+from gpualloc.solver.lexicographic import Objective
+
+if TYPE_CHECKING:
+    from gpualloc.solver.cpsat import AllocationModel
+
+# label values naming a domain; (None, node name): a node lacking one of the labels, which is
+# a domain of its own (only a `preferred` level may use such a node)
+Domain = tuple[str | None, ...]
+DOMAINS_OBJECTIVE = "topology-domains"
+
+
+def short_name(level: str) -> str:
+    """What a person calls a level: topology.kubernetes.io/rack -> rack, gpu.clique -> clique."""
+    return level.rsplit("/", 1)[-1].rsplit(".", 1)[-1]
+
+
+def scope(level: str, levels: Sequence[str]) -> tuple[str, ...]:
+    """The label keys whose values name a domain of `level`: it and every wider level."""
+    return tuple(levels[: levels.index(level) + 1]) if level in levels else (level,)
+
+
+def keys_of(req: TopologyRequest, levels: Sequence[str]) -> tuple[str, ...]:
+    """The label keys a request's domains are counted by: the union of its levels' scopes."""
+    keys: list[str] = []
+    for lvl in (req.required, req.preferred):
+        if lvl is not None:
+            keys += [k for k in scope(lvl, levels) if k not in keys]
+    return tuple(keys)
+
+
+def node_domain(node: Node, keys: Sequence[str]) -> Domain:
+    values = tuple(node.labels.get(k) for k in keys)
+    return (None, node.name) if None in values else values
+
+
+def project(domain: Domain, keys: Sequence[str], onto: Sequence[str]) -> Domain:
+    """The domain of a wider level (keys `onto`) holding `domain` (keys `keys`)."""
+    if domain[0] is None:
+        return domain
+    return tuple(v for k, v in zip(keys, domain, strict=True) if k in onto)
+
+
+def display(domain: Domain) -> str:
+    if domain[0] is None:
+        return f"{domain[1]} (unlabelled)"
+    return "/".join(str(v) for v in domain)
+
+
+def effective(req: TopologyRequest, levels: Sequence[str]) -> TopologyRequest:
+    """The request with `preferred` dropped where `required` already implies it (a job in one
+    rack spans one zone)."""
+    if req.required is not None and req.preferred in scope(req.required, levels):
+        return TopologyRequest(req.required, None)
+    return req
+
+
+def finest(req: TopologyRequest, levels: Sequence[str]) -> str | None:
+    """The narrowest level a request names (the one the plan reports domains of)."""
+    named = [lvl for lvl in (req.required, req.preferred) if lvl is not None]
+    return max(named, key=lambda lvl: len(scope(lvl, levels))) if named else None
+
+
+def used_keys(jobs: Iterable[Job], levels: Sequence[str]) -> tuple[str, ...]:
+    """Label keys some job's topology depends on (empty: no job asks for topology)."""
+    keys: set[str] = set()
+    for job in jobs:
+        keys.update(keys_of(job.topology, levels))
+    return tuple(sorted(keys))
+
+
+def grouping_key(node: Node, keys: Sequence[str]) -> tuple[object, ...]:
+    """What node classes must share so that no class straddles a domain; a node lacking one
+    of the labels stays alone."""
+    return node_domain(node, keys) if keys else ()
+
+
+def allowed(req: TopologyRequest, node: Node, levels: Sequence[str]) -> bool:
+    """A job with a required level may use only nodes in a domain of it."""
+    return req.required is None or None not in (
+        node.labels.get(k) for k in scope(req.required, levels)
+    )
+
+
+def groupable(req: TopologyRequest | None, levels: Sequence[str]) -> bool:
+    """Identical pending gangs are counted together unless each must count its domains."""
+    return req is None or effective(req, levels).preferred is None
+
+
+@dataclass
+class _ShapeDomains:
+    keys: tuple[str, ...]  # label keys the shape's domains are counted by
+    classes: dict[Domain, list[int]] = field(default_factory=dict)  # domain -> classes
+
+
+class TopologyModel:
+    """The topology constraints and the fewest-domains objective over an `AllocationModel`."""
+
+    def __init__(self, m: AllocationModel, levels: Sequence[str]) -> None:
+        self.m = m
+        self.levels = tuple(levels)
+        self.model = m.model
+        self.x: dict[tuple[int, Domain], cp_model.IntVar] = {}
+        self.w: dict[tuple[int, Domain], cp_model.IntVar] = {}
+        self.spans: list[cp_model.IntVar] = []  # a[j, e]: minimised
+        self.shapes: dict[int, _ShapeDomains] = {}
+        for s, shape in enumerate(m.inst.shapes):
+            req = shape.key.topology
+            if req:
+                self._shape(s, effective(req, self.levels))
+
+    def _shape(self, s: int, req: TopologyRequest) -> None:
+        m, inst = self.m, self.m.inst
+        info = _ShapeDomains(keys_of(req, self.levels))
+        for k in sorted(k for (ss, k) in m.c if ss == s):
+            d = node_domain(inst.classes[k].representative, info.keys)
+            info.classes.setdefault(d, []).append(k)
+        self.shapes[s] = info
+        cap = {d: sum(m.c_max[s, k] for k in ks) for d, ks in info.classes.items()}
+        placed: dict[Domain, list[cp_model.LinearExprT]] = defaultdict(list)
+        for j, y in m.y.items():
+            if inst.jobs[j].shape == s:
+                xs = self._job(j, req, info, cap)
+                self.model.add(sum(xs.values()) == y)
+                for d, x in xs.items():
+                    placed[d].append(x)
+        for g, z in m.z.items():
+            group = m.groups[g]
+            if group.shape != s:
+                continue
+            ws = {}
+            for d, c in cap.items():  # groups have only a required level: d is its domain
+                upper = min(len(group.jobs), c // group.size)
+                if upper > 0:
+                    ws[d] = self.w[g, d] = self.model.new_int_var(0, upper, f"w{g}_{d}")
+                    placed[d].append(group.size * ws[d])
+            self.model.add(sum(ws.values()) == z)
+        for d, ks in info.classes.items():
+            self.model.add(sum(placed[d]) == sum(m.c[s, k] for k in ks))
+
+    def _job(
+        self, j: int, req: TopologyRequest, info: _ShapeDomains, cap: Mapping[Domain, int]
+    ) -> dict[Domain, cp_model.IntVar]:
+        m, state = self.m, self.m.inst.jobs[j]
+        xs: dict[Domain, cp_model.IntVar] = {}
+        upper: dict[Domain, int] = {}
+        for d, c in cap.items():
+            upper[d] = min(state.hi, c)
+            if upper[d] > 0:
+                xs[d] = self.x[j, d] = self.model.new_int_var(0, upper[d], f"x{j}_{d}")
+        nodes = m.inst.node_by_name
+        held = [nodes[p.node] for p in state.running if p.node in nodes]
+        for lvl, one in ((req.required, True), (req.preferred, False)):
+            if lvl is None:
+                continue
+            onto = scope(lvl, self.levels)
+            uses: dict[Domain, cp_model.IntVar] = {}
+            for d, x in xs.items():
+                outer = project(d, info.keys, onto)
+                if outer not in uses:
+                    uses[outer] = self.model.new_bool_var(f"{'b' if one else 'a'}{j}_{outer}")
+                self.model.add(x <= upper[d] * uses[outer])
+            there = {node_domain(n, onto) for n in held}
+            if one:
+                self.model.add(sum(uses.values()) == m.p[j])
+                if held:  # new replicas join the domain the running ones are in
+                    for outer, b in uses.items():
+                        if outer not in there:
+                            self.model.add(b == 0)
+            else:
+                for outer, a in uses.items():
+                    if outer in there:
+                        self.model.add(a == 1)
+                self.spans.extend(uses.values())
+        return xs
+
+    def objectives(self) -> list[Objective]:
+        """Fewest domains spanned by jobs that prefer a level: after every GPU level, so a
+        placement is never given up to save a domain."""
+        if not self.spans:
+            return []
+        return [Objective(DOMAINS_OBJECTIVE, -sum(self.spans), len(self.spans), separate=True)]
+
+    def domain_replicas(self, solver: cp_model.CpSolver) -> dict[int, dict[Domain, int]]:
+        """New replicas per job and domain; a group's gangs go to the domains oldest first."""
+        result: dict[int, dict[Domain, int]] = defaultdict(dict)
+        for (j, d), x in self.x.items():
+            if solver.value(x):
+                result[j][d] = solver.value(x)
+        by_group: dict[int, list[Domain]] = defaultdict(list)
+        for (g, d), w in self.w.items():
+            by_group[g] += [d] * solver.value(w)
+        for g, domains in by_group.items():
+            group = self.m.groups[g]
+            for j, d in zip(group.jobs, domains, strict=False):
+                result[j][d] = group.size
+        return dict(result)
+
+    def class_domain(self, s: int, k: int) -> Domain | None:
+        """The domain class k is in for shape s (None: the shape asks for no topology)."""
+        info = self.shapes.get(s)
+        if info is None:
+            return None
+        return node_domain(self.m.inst.classes[k].representative, info.keys)
+
+
+def spans(
+    job: Job, placements: Iterable[Placement], nodes: Mapping[str, Node], levels: Sequence[str]
+) -> tuple[str, list[Domain]] | None:
+    """(level, domains) a placed job's replicas are in, at the narrowest level it asks for
+    (the policy's narrowest level for a job that asks for none); None without topology."""
+    level = finest(job.topology, levels) or (levels[-1] if levels else None)
+    if level is None:
+        return None
+    keys = scope(level, levels)
+    found = {
+        node_domain(nodes[p.node], keys) for p in placements if p.job == job.key and p.node in nodes
+    }
+    return level, sorted(found, key=display)
+
+
+def describe(level: str, domains: Sequence[Domain]) -> str:
+    """'1 rack (zone-a/r1)', '2 racks (a/r1, a/r2)'."""
+    name = short_name(level)
+    plural = name if len(domains) == 1 else name + "s"
+    return f"{len(domains)} {plural} ({', '.join(display(d) for d in domains)})"
+
+
+def span_message(
+    job: Job, placements: Iterable[Placement], nodes: Mapping[str, Node], levels: Sequence[str]
+) -> str | None:
+    """For a job's status message: 'spans 1 rack (a/r1)'; None for a job without topology."""
+    if not job.topology:
+        return None
+    found = spans(job, placements, nodes, levels)
+    if found is None or not found[1]:
+        return None
+    return "spans " + describe(*found)
+
+
+def respects_required(
+    jobs: Iterable[Job],
+    placements: Iterable[Placement],
+    nodes: Mapping[str, Node],
+    levels: Sequence[str],
+) -> bool:
+    """Every job with a required level has all its replicas inside one domain of it (a plan
+    that does not ignores spec.topology: topology-unaware best-fit, for instance)."""
+    where: dict[str, set[Domain]] = defaultdict(set)
+    required = {j.key: j.topology.required for j in jobs if j.topology.required is not None}
+    for p in placements:
+        level = required.get(p.job)
+        if level is not None:
+            node = nodes.get(p.node)
+            keys = scope(level, levels)
+            where[p.job].add(node_domain(node, keys) if node else (None, p.node))
+    return all(len(d) == 1 and None not in next(iter(d)) for d in where.values())
