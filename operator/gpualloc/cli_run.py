@@ -88,6 +88,15 @@ import click
     show_default=True,
     help="Seconds between periodic safety re-plans (policy may override).",
 )
+@click.option(
+    "--unblock-seconds",
+    type=click.FloatRange(0, 600),
+    envvar="GPUALLOC_UNBLOCK_SECONDS",
+    default=10.0,
+    show_default=True,
+    help="Seconds of solving per pass, between rounds, to write each waiting job's "
+    "status.unblock (what would let it run now; 0 = off).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def run_command(
     kubeconfig: str | None,
@@ -101,6 +110,7 @@ def run_command(
     lease_namespace: str,
     debounce: float,
     resync: float,
+    unblock_seconds: float,
     verbose: bool,
 ) -> None:
     """Run the gpualloc operator: watch jobs, nodes and pods; plan globally; place pods.
@@ -124,6 +134,7 @@ def run_command(
     os.environ["GPUALLOC_LEASE_NAMESPACE"] = lease_namespace
     os.environ["GPUALLOC_DEBOUNCE_SECONDS"] = str(debounce)
     os.environ["GPUALLOC_RESYNC_SECONDS"] = str(resync)
+    os.environ["GPUALLOC_UNBLOCK_SECONDS"] = str(unblock_seconds)
     os.environ["GPUALLOC_HEALTH_PORT"] = str(health_port)
     os.environ["GPUALLOC_ROUND_DEADLINE_SECONDS"] = str(round_deadline)
     # client-go's defaults are 15 / 10 / 2 s: keep their proportions for other durations

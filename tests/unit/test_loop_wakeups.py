@@ -96,3 +96,22 @@ def test_only_gpualloc_pods_and_pods_asking_for_gpus_wake_the_loop() -> None:
         "spec": {"containers": [{"resources": {"limits": {"nvidia.com/gpu": "1"}}}]},
     }
     assert [matters(p) for p in (web, ours, gpu)] == [False, True, True]
+
+
+def test_the_slim_pod_keeps_what_the_planner_reads() -> None:
+    """The pod store keeps only what planning reads; its start time is among it (victims
+    are the newest, lost work is counted from it): without it every pod looked unstarted."""
+    from gpualloc.controller.podwatch import slim_pod
+    from gpualloc.k8s.convert import pod_from_k8s
+
+    pod = {
+        "metadata": {"name": "w-0", "namespace": "t", "labels": {"gpualloc.io/job": "w"}},
+        "spec": {
+            "nodeName": "n1",
+            "containers": [{"name": "m", "resources": {"limits": {"nvidia.com/gpu": "4"}}}],
+        },
+        "status": {"phase": "Running", "startTime": "2026-11-30T09:00:00Z"},
+    }
+    full, slim = pod_from_k8s(pod), pod_from_k8s(slim_pod(pod))
+    assert full is not None and full.started > 0
+    assert slim == full

@@ -25,6 +25,7 @@ from gpualloc.controller.liveness import round_deadline as liveness_round_deadli
 from gpualloc.controller.observe import Observer
 from gpualloc.controller.prometheus_input import PrometheusInput
 from gpualloc.controller.reconcile import Reconciler
+from gpualloc.controller.unblocker import Unblocker
 from gpualloc.k8s.client import Kube, load_config
 from gpualloc.metrics import exported as metrics
 
@@ -50,6 +51,8 @@ class Controller:
         self.dirty = asyncio.Event()
         self.fingerprints: dict[str, Any] = {}
         self.rounds = 0
+        self.planning = False  # a round is running
+        self.unblocker: Unblocker | None = None  # answers status.unblock between rounds
         self.last_change = 0.0  # event-loop time of the latest poke
         # lambdas: read when /healthz is asked (the policy may change resync)
         self.liveness = Liveness(
@@ -85,7 +88,13 @@ class Controller:
             if not elector.still_leading():
                 continue  # a follower: the lease loop wakes us when we lead
             try:
-                stats = await asyncio.to_thread(self.reconciler.run_round)
+                self.planning = True
+                try:
+                    stats = await asyncio.to_thread(self.reconciler.run_round)
+                finally:
+                    self.planning = False
+                if self.unblocker is not None:
+                    self.unblocker.offer(stats)
                 metrics.record_round(stats)
                 self.rounds += 1
                 self.liveness.round_completed()
@@ -219,6 +228,14 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         controller.liveness.leadership(leading)
 
     memo.observer = observer
+    unblock_seconds = float(os.environ.get("GPUALLOC_UNBLOCK_SECONDS", "10"))
+    if unblock_seconds > 0:
+        controller.unblocker = Unblocker(
+            kube,
+            elector.still_leading,
+            busy=lambda: controller.planning or controller.dirty.is_set(),
+            pass_seconds=unblock_seconds,
+        )
     liveness = controller.liveness
     for name, thread in observer.start().items():
         liveness.watch_thread(name, thread)
@@ -228,6 +245,8 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         "leadership": follow_leadership(elector, leadership),
         "prometheus-input": prometheus.run(),
     }
+    if controller.unblocker is not None:
+        loops["unblock"] = controller.unblocker.run()
     memo.tasks = [asyncio.create_task(coro, name=name) for name, coro in loops.items()]
     for task in memo.tasks:
         liveness.watch_task(task.get_name(), task)

@@ -94,6 +94,8 @@ def slim_pod(pod: Obj) -> Obj:
         },
         "status": {
             "phase": (pod.get("status") or {}).get("phase"),
+            # victims are chosen newest first, and lost work counted, from it
+            "startTime": (pod.get("status") or {}).get("startTime"),
             # kube-scheduler's verdict: a pinned pod it found unschedulable is re-planned
             "conditions": [
                 c
