@@ -106,3 +106,19 @@ def test_a_batch_never_places_less_than_fgd_from_the_same_state(seed: int) -> No
             trial.place(p, spot)  # raises if the plan overcommits anything
     fgd_plan, _ = _greedy(state, batch, FGD(workload, integer_score=True))
     assert _placed(batch, plan) >= _placed(batch, fgd_plan)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_free_milli_per_model_follows_every_placement(seed: int) -> None:
+    # the reserve reads each model's free milli once per pod planned; the state keeps it
+    # up to date instead of summing every device, and copies keep their own
+    state, _, batch = _random_case(seed)
+    fork = state.copy()
+    for p in batch:
+        spot = FGD(typical_workload(batch, fork.models)).choose(fork, p)
+        if spot is not None:
+            fork.place(p, spot)
+    for s in (state, fork):
+        free = np.bincount(s.model, weights=s.free_gpu_milli(), minlength=len(s.models))
+        assert s.model_free.tolist() == free.tolist()
+    assert fork.model_free.sum() < state.model_free.sum()

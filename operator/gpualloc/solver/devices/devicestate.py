@@ -35,6 +35,11 @@ class DeviceState:
         self.mem_left = np.array([n.memory_mib for n in self.nodes], dtype=np.int64)
         self.gpus = np.array([n.gpus for n in self.nodes], dtype=np.int64)
         self.cpu_total = self.cpu_left.copy()
+        # free GPU milli per model, kept up to date by `place` (read once per pod planned)
+        capacity = (self.gpus * MILLI).astype(np.float64)
+        self.model_free: FloatArray = np.asarray(
+            np.bincount(self.model, weights=capacity, minlength=len(self.models)), np.float64
+        )
 
     def copy(self) -> DeviceState:
         other = DeviceState.__new__(DeviceState)
@@ -43,6 +48,7 @@ class DeviceState:
         other.gpu_left = self.gpu_left.copy()
         other.cpu_left = self.cpu_left.copy()
         other.mem_left = self.mem_left.copy()
+        other.model_free = self.model_free.copy()
         return other
 
     @property
@@ -87,6 +93,7 @@ class DeviceState:
                 raise ValueError(f"pod {pod.name} does not fit device {g} of node {n}")
         for g in where.devices:
             self.gpu_left[n, g] -= per_device
+        self.model_free[self.model[n]] -= per_device * len(where.devices)
         self.cpu_left[n] -= pod.cpu_milli
         self.mem_left[n] -= pod.memory_mib
 

@@ -58,17 +58,9 @@ def model_demand(pods: Iterable[PodRequest], models: tuple[str, ...]) -> ModelDe
     return ModelDemand(allowed, share)
 
 
-def free_by_model(state: DeviceState) -> FloatArray:
-    """Free GPU milli per model."""
-    free = state.free_gpu_milli().astype(np.float64)
-    return np.asarray(
-        np.bincount(state.model, weights=free, minlength=len(state.models)), dtype=np.float64
-    )
-
-
 def reserved_milli(state: DeviceState, demand: ModelDemand) -> FloatArray:
     """GPU milli per model held for restricted pods (see the module docstring)."""
-    free = free_by_model(state)
+    free = state.model_free
     reserve = np.zeros_like(free)
     if not demand.restricted:
         return reserve
@@ -86,7 +78,7 @@ def reserve_penalty(state: DeviceState, demand: ModelDemand, pod: PodRequest) ->
     CPU-only pods off them strands G2 GPUs)."""
     if not demand.restricted or not pod.gpu_request_milli:
         return None
-    room = free_by_model(state) - reserved_milli(state, demand)
+    room = state.model_free - reserved_milli(state, demand)
     eaten = np.clip(pod.gpu_request_milli - room, 0.0, float(pod.gpu_request_milli))
     if not eaten.any():
         return None
