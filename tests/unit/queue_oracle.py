@@ -5,8 +5,10 @@ model), so the planner's answer can be checked against the true optimum.
 The order (README "GPU queues"):
 1. guaranteed GPUs per priority level, highest first: the best choice of whole jobs counted
    within every nominal on their queue's path (jobs that are not preemptible always counted);
-2. per family of sibling queues with pending work and weight > 0, top down: the sorted
-   vector of borrowed GPUs / weight, compared lexicographically (leximin);
+2. per family of sibling queues with pending work and weight > 0, top down, and per pool of
+   products their quota entries share: the sorted vector of borrowed GPUs (held beyond what
+   counts within nominal) / weight, compared lexicographically (leximin); 1 and 2 are the
+   best over the choices of what counts within nominal;
 3. GPUs placed per priority level, highest first.
 Pending jobs only (no running pods), so no evictions.
 """
@@ -84,26 +86,43 @@ class Scorer:
         return self._fits_nominal(firm) and self._lending_respected(a)
 
     def _lending_respected(self, a: Assignment) -> bool:
-        """nominal - lendingLimit of a queue's GPUs stay idle for it: everybody else's
-        usage plus max(its own, that reserve) fits the capacity of the entry's products
-        (pending jobs only: nothing runs that could already break it)."""
+        """nominal - lendingLimit of a queue's GPUs stay idle for it, along the tree: a
+        queue holds max(its reserve, its own jobs' GPUs + what its children hold), and the
+        top-level queues together hold at most the capacity; per pool of the products that
+        reserving entries share (pending jobs only: nothing runs that could already break
+        it)."""
         use = self._use(a)
-        everyone: dict[str, int] = defaultdict(int)
-        for top in self.tree.top:
-            for product, gpus in use[top].items():
-                everyone[product] += gpus
-        for name, node in self.tree.nodes.items():
-            for b in node.buckets:
-                if b.lending_limit is None or b.lending_limit >= b.nominal:
-                    continue
-                capacity = sum(n.gpus for n in self.s.nodes if n.product in b.products)
-                mine = sum(use[name][p] for p in b.products)
-                others = sum(everyone[p] for p in b.products) - mine
-                reserve = b.nominal - b.lending_limit
-                # a reserve beyond the capacity binds only as far as there is capacity
-                if others + max(mine, reserve) > max(capacity, reserve):
-                    return False
+        reserving = [
+            (name, b)
+            for name, node in self.tree.nodes.items()
+            for b in node.buckets
+            if b.lending_limit is not None and b.lending_limit < b.nominal
+        ]
+        for pool in pools(self.tree.products, [b.products for _, b in reserving]):
+            reserve: dict[str, int] = defaultdict(int)
+            for name, b in reserving:
+                if b.products & pool:
+                    reserve[name] += b.nominal - int(b.lending_limit or 0)
+            if not reserve:
+                continue
+            capacity = sum(n.gpus for n in self.s.nodes if n.product in pool)
+            # reserves beyond the capacity bind only as far as there is capacity
+            idle = self._held(defaultdict(lambda: defaultdict(int)), pool, reserve)
+            if self._held(use, pool, reserve) > max(capacity, idle):
+                return False
         return True
+
+    def _held(
+        self, use: dict[str, dict[str, int]], pool: frozenset[str], reserve: dict[str, int]
+    ) -> int:
+        """What the top-level queues hold of the pool, reserves included."""
+        held: dict[str, int] = {}
+        for name in sorted(self.tree.nodes, key=lambda n: -len(self.tree.nodes[n].path)):
+            node = self.tree.nodes[name]
+            below = sum(use[c][p] for c in node.children for p in pool)
+            own = sum(use[name][p] for p in pool) - below  # its own jobs' GPUs
+            held[name] = max(reserve[name], own + sum(held[c] for c in node.children))
+        return sum(held[q] for q in self.tree.top)
 
     def _units(self, a: Assignment) -> list[tuple[str, list[str], list[int]]]:
         """(job, replicas' nodes, choices): a gang is guaranteed whole, inference replicas
@@ -120,54 +139,72 @@ class Scorer:
                 units += [(key, [node], choices) for node in placed]
         return units
 
-    def guaranteed(self, a: Assignment) -> tuple[int, ...]:
-        """Best over the choices: GPUs guaranteed at depth 0 (top-level queues) per
-        priority level, then depth 1, ..."""
+    def labelled(self, a: Assignment) -> Key:
+        """Best over the choices of which replicas count within nominal: GPUs guaranteed at
+        depth 0 (top-level queues) per priority level, then depth 1, ...; then per family
+        and pool of products the sorted borrowed GPUs / weight (leximin), where borrowed is
+        what a queue's subtree holds beyond what is guaranteed at its level."""
         units = self._units(a)
         depth = {q: len(n.path) - 1 for q, n in self.tree.nodes.items()}
         depths = sorted(set(depth.values()))
-        best: tuple[int, ...] = ()
+        use = self._use(a)
+        best: Key | None = None
         for choice in itertools.product(*(c for _, _, c in units)):
-            use: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+            within: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
             score: dict[tuple[int, int], int] = defaultdict(int)
             for (key, placed, _), start in zip(units, choice, strict=True):
                 job = self.jobs[key]
                 for q in self.tree.nodes[str(job.queue)].path[start:]:
                     for node in placed:
-                        use[q][self.nodes[node].product] += job.gpus_per_replica
+                        within[q][self.nodes[node].product] += job.gpus_per_replica
                     score[depth[q], job.priority] += job.gpus_per_replica * len(placed)
             if any(
-                sum(use[name][p] for p in b.products) > b.nominal
+                sum(within[name][p] for p in b.products) > b.nominal
                 for name, node in self.tree.nodes.items()
                 for b in node.buckets
             ):
                 continue
-            best = max(best, tuple(score[d, level] for d in depths for level in self.levels))
+            guaranteed = tuple(score[d, level] for d in depths for level in self.levels)
+            key = (guaranteed, *self._fairness(use, within))
+            best = key if best is None else max(best, key)
+        assert best is not None
         return best
 
-    def fairness(self, a: Assignment) -> tuple[tuple[Fraction, ...], ...]:
-        use = self._use(a)
+    def _wants(self, queue: str, pool: frozenset[str]) -> bool:
+        """The subtree has a job that fits a node of these products."""
+        return any(
+            j.queue in self.tree.subtree(queue)
+            and j.replicas > 0
+            and any(
+                n.product in pool and n.gpus >= j.gpus_per_replica and eligible(j.requirements, n)
+                for n in self.s.nodes
+            )
+            for j in self.s.jobs
+        )
+
+    def _fairness(
+        self, use: dict[str, dict[str, int]], within: dict[str, dict[str, int]]
+    ) -> list[tuple[Fraction, ...]]:
         out = []
         for family in self.tree.families():
-            members = []
-            for q in family:
-                node = self.tree.nodes[q]
-                pending = any(
-                    j.queue in self.tree.subtree(q) and j.replicas > 0 for j in self.s.jobs
-                )
-                if node.queue.weight > 0 and pending:
-                    members.append(q)
-            if len(members) < 2:
-                continue
-            shares = []
-            for q in members:
-                node = self.tree.nodes[q]
-                borrowed = sum(
-                    max(0, sum(use[q][p] for p in b.products) - b.nominal) for b in node.buckets
-                )
-                shares.append(Fraction(borrowed) / Fraction(node.queue.weight))
-            out.append(tuple(sorted(shares)))
-        return tuple(out)
+            entries = [
+                b.products for q in family for b in self.tree.nodes[q].buckets if b.nominal > 0
+            ]
+            for pool in pools(self.tree.products, entries):
+                members = [
+                    q
+                    for q in family
+                    if self.tree.nodes[q].queue.weight > 0 and self._wants(q, pool)
+                ]
+                if len(members) < 2:
+                    continue
+                shares = [
+                    Fraction(sum(use[q][p] - within[q][p] for p in pool))
+                    / Fraction(self.tree.nodes[q].queue.weight)
+                    for q in members
+                ]
+                out.append(tuple(sorted(shares)))
+        return out
 
     def usage(self, a: Assignment) -> tuple[int, ...]:
         return tuple(
@@ -180,7 +217,26 @@ class Scorer:
         )
 
     def key(self, a: Assignment) -> Key:
-        return (self.guaranteed(a), *self.fairness(a), self.usage(a))
+        return (*self.labelled(a), self.usage(a))
+
+
+def pools(products: frozenset[str], groups: Sequence[frozenset[str]]) -> list[frozenset[str]]:
+    """Products joined when a group holds both (transitively), each pool sorted by name."""
+    owner = {p: p for p in products}
+
+    def root(p: str) -> str:
+        while owner[p] != p:
+            p = owner[p]
+        return p
+
+    for group in groups:
+        inside = sorted(p for p in group if p in owner)
+        for p in inside[1:]:
+            owner[root(p)] = root(inside[0])
+    joined: dict[str, set[str]] = defaultdict(set)
+    for p in products:
+        joined[root(p)].add(p)
+    return sorted((frozenset(g) for g in joined.values()), key=min)
 
 
 def of_plan(plan: Plan) -> Assignment:

@@ -21,6 +21,7 @@ from tests.unit.builders import (
     inference,
     node,
     nodes_of,
+    only,
     running,
 )
 
@@ -260,6 +261,83 @@ def test_queue_reports() -> None:
     assert r["a"].usage == {H100: 24} and r["a"].nominal == {H100: 8}
     assert r["a"].borrowed == {H100: 16} and r["a"].admitted == 3 and r["a"].pending == 0
     assert r["b"].usage == {} and r["b"].borrowed == {H100: 0} and r["b"].fair_share == 0
+
+
+# -- lending along the tree, fairness per product ------------------------------------------
+def test_two_lending_reserves_are_held_together() -> None:
+    # a and b lend none of their 8: both stay idle for them, so x (nominal 0) gets 24 - 8 - 8
+    # = 8, not the 16 that either reserve alone would leave
+    s = snap(
+        [node("n0"), node("n1"), node("n2")],
+        _gangs("x", "x", 3),
+        [q("a", h100(8, lending=0)), q("b", h100(8, lending=0)), q("x")],
+    )
+    assert per_queue(plan(s), s) == {"x": 8}
+
+
+def test_a_childs_reserve_is_inside_its_parents() -> None:
+    # org holds 16 for its own (lendingLimit 0 of 16); team-a's reserve of 8 is part of it,
+    # not on top: x gets 32 - 16 = 16. When team-a wants 24: team-b lends its idle 8 within
+    # org (team-a's 16 are org's guarantee), the other 16 are levelled between org and x
+    org = Queue("org", quota=(h100(16, lending=0),))
+    queues = [
+        org,
+        Queue("team-a", ("ns",), parent="org", quota=(h100(8, lending=0),)),
+        Queue("team-b", ("ns",), parent="org", quota=(h100(8),)),
+        q("x"),
+    ]
+    nodes = [node(f"n{i}") for i in range(4)]
+    s = snap(nodes, _gangs("x", "x", 4), queues)
+    assert per_queue(plan(s), s) == {"x": 16}
+    s = snap(nodes, [*_gangs("x", "x", 4), *_gangs("team-a", "a", 3)], queues)
+    assert per_queue(plan(s), s) == {"x": 8, "team-a": 24}
+
+
+def _by_product(p: Plan, s: Snapshot) -> dict[tuple[str, str], int]:
+    queue = {j.key: str(j.queue) for j in s.jobs}
+    product = {n.name: n.product for n in s.nodes}
+    out: dict[tuple[str, str], int] = {}
+    for pl in p.placements:
+        key = (queue[pl.job], product[pl.node])
+        out[key] = out.get(key, 0) + pl.gpus
+    return out
+
+
+def _two_products(quota: tuple[QueueQuota, ...]) -> Snapshot:
+    """8 H100 and 16 A100; a wants 8 H100 (a gang) and up to 16 A100, b up to 16 A100."""
+    jobs = [
+        in_queue("a", gang("ah", 1, 8, preemptible=True, requirements=only(H100))),
+        in_queue("a", inference("aa", 16, 1, preemptible=True, requirements=only(A100))),
+        in_queue("b", inference("bb", 16, 1, preemptible=True, requirements=only(A100))),
+    ]
+    return snap([node("h", 8, H100), node("x", 16, A100)], jobs, [q("a", *quota), q("b", *quota)])
+
+
+def test_fair_share_is_per_product() -> None:
+    # nothing nominal: A100s are levelled between the two queues that want them (8 and 8);
+    # a's H100s, which b cannot use, do not cost it A100s (summed: a 8 + 4, b 12)
+    s = _two_products(())
+    assert _by_product(plan(s), s) == {("a", H100): 8, ("a", A100): 8, ("b", A100): 8}
+
+
+def test_a_star_quota_pools_the_products_in_the_fair_share() -> None:
+    # `*` nominal 4 each: one pool; a borrows 8 + x - 4, b 16 - x - 4: equal at x = 4
+    s = _two_products((QueueQuota("*", 4),))
+    assert _by_product(plan(s), s) == {("a", H100): 8, ("a", A100): 4, ("b", A100): 12}
+
+
+def test_an_eviction_pays_on_one_of_the_victims_nodes() -> None:
+    # b's 2-node gang borrows n0 (H100) and half of n1 (A100); a1 (H100 only, within a's
+    # nominal) needs n0: the 8 free A100s on n1 do not excuse the eviction
+    jobs = [
+        in_queue("b", gang("b0", 2, 8, preemptible=True)),
+        in_queue("a", gang("a1", 1, 8, requirements=only(H100))),
+    ]
+    pods = [running("b0", "n0", 8), running("b0", "n1", 8, replica=1)]
+    s = snap([node("n0", 8, H100), node("n1", 16, A100)], jobs, [q("a", h100(8)), q("b")], pods)
+    p = plan(s)
+    assert_valid(s, p)
+    assert [e.job for e in p.evictions] == ["ns/b0"] and nodes_of(p, "a1") == ["n0"]
 
 
 # -- reasons name the queue ------------------------------------------------------------------

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from ortools.sat.python import cp_model
 
+from gpualloc.model import ANY_PRODUCT
 from gpualloc.solver.instance import JobState, NodeClass, ShapeKey
 from gpualloc.solver.lexicographic import Objective
 from gpualloc.solver.queues import Bucket, QueueTree
@@ -46,6 +47,7 @@ _MAX_HALL_SETS = 64
 _SCALE = 720720
 
 Expr = cp_model.LinearExprT
+Unit = tuple[int, ...]  # node classes (of one product) whose guaranteed replicas count together
 
 
 def started(state: JobState) -> float:
@@ -60,8 +62,10 @@ class QueueModel:
         self.model = m.model
         inst = m.inst
         self.class_product = [c.representative.product for c in inst.classes]
-        # (level queue, shape, class) -> replicas guaranteed at that level of their path
-        self.g: dict[tuple[str, int, int], cp_model.IntVar] = {}
+        # (level queue, shape, unit) -> replicas guaranteed at that level of their path, per
+        # unit of classes (see _units); for jobs that are not preemptible, all their replicas
+        self.g: dict[tuple[str, int, Unit], Expr] = {}
+        self.units: dict[int, list[Unit]] = {}  # shape -> its units
         # (level queue, running job) -> 1 - e: its GPUs within that queue's nominal (fixed by
         # the order jobs fill nominal, self.within) stay counted unless it is evicted, so a
         # plan cannot relabel a running job as borrowing to call a new one guaranteed
@@ -123,18 +127,42 @@ class QueueModel:
             for q, gz in zip(path, self.gz[g], strict=True):
                 by_shape[q, group.shape].append(group.size * gz)
         per_shape: dict[tuple[str, int], list[Expr]] = defaultdict(list)
-        for (s, k), c in m.c.items():
+        for s, units in self._units().items():
             key = inst.shapes[s].key
             path = self.path(key.queue)
-            if key.preemptible is False:  # runs only within every nominal on its path
-                self.g.update({(q, s, k): c for q in path})
-                continue
-            nested = self._nested(f"g{s}_{k}", m.c_max[s, k], c, path)
-            for q, count in zip(path, nested, strict=True):
-                self.g[q, s, k] = count
-                per_shape[q, s].append(count)
+            self.units[s] = units
+            for unit in units:
+                placed = cp_model.LinearExpr.sum([m.c[s, k] for k in unit])
+                if key.preemptible is False:  # runs only within every nominal on its path
+                    self.g.update({(q, s, unit): placed for q in path})
+                    continue
+                upper = sum(m.c_max[s, k] for k in unit)
+                nested = self._nested(f"g{s}_{unit[0]}", upper, placed, path)
+                for q, count in zip(path, nested, strict=True):
+                    self.g[q, s, unit] = count
+                    per_shape[q, s].append(count)
         for (q, s), gs in per_shape.items():
             self.model.add(sum(gs) == sum(by_shape[q, s]))
+
+    def _units(self) -> dict[int, list[Unit]]:
+        """The classes whose guaranteed replicas of a shape are counted together: a class
+        alone where the shape may reclaim from a victim (Hall's condition needs the count
+        on that node), else all the shape's classes of one product (only that product's
+        nominal sees them; a count per class would only add symmetric solutions)."""
+        m, inst = self.m, self.m.inst
+        alone: dict[int, list[Unit]] = defaultdict(list)
+        pooled: dict[tuple[int, str], list[int]] = defaultdict(list)
+        for s, k in m.c:
+            key = inst.shapes[s].key
+            if key.queue not in self.tree.nodes:
+                continue
+            if any(self.reclaim_level(key, v) is not None for v in inst.classes[k].victims):
+                alone[s].append((k,))
+            else:
+                pooled[s, self.class_product[k]].append(k)
+        for (s, _), classes in sorted(pooled.items()):
+            alone[s].append(tuple(sorted(classes)))
+        return alone
 
     def types(
         self, solver: cp_model.CpSolver, sol: Solution
@@ -144,10 +172,18 @@ class QueueModel:
         gang guaranteed slots."""
         m, inst = self.m, self.m.inst
         slots: dict[tuple[int, int], list[int]] = {}
-        for (s, k), c in m.c.items():
+        for s, units in self.units.items():
             path = self.path(inst.shapes[s].key.queue)
-            levels = [solver.value(self.g[q, s, k]) for q in path] + [solver.value(c)]
-            slots[s, k] = _differences(levels)
+            for unit in units:
+                placed = [solver.value(m.c[s, k]) for k in unit]
+                levels = [solver.value(self.g[q, s, unit]) for q in path] + [sum(placed)]
+                # the unit's replicas by type, dealt to its classes in order
+                kinds = [t for t, n in enumerate(_differences(levels)) for _ in range(n)]
+                start = 0
+                for k, count in zip(unit, placed, strict=True):
+                    mine = kinds[start : start + count]
+                    slots[s, k] = [mine.count(t) for t in range(len(path) + 1)]
+                    start += count
         replicas: dict[int, list[int]] = {}
         for j, count in sol.new_replicas.items():
             path = self.path(inst.jobs[j].job.queue)
@@ -180,12 +216,12 @@ class QueueModel:
         m, inst = self.m, self.m.inst
         for (s, k), c in m.c.items():
             key = inst.shapes[s].key
-            if key.queue not in self.tree.nodes:
-                continue
-            product = self.class_product[k]
-            self.used[key.queue, product].append(key.gpus * c)
-            for q in self.path(key.queue):
-                self.guaranteed[q, key.queue, product].append(key.gpus * self.g[q, s, k])
+            if key.queue in self.tree.nodes:
+                self.used[key.queue, self.class_product[k]].append(key.gpus * c)
+        for (q, s, unit), g in self.g.items():
+            key = inst.shapes[s].key
+            product = self.class_product[unit[0]]
+            self.guaranteed[q, str(key.queue), product].append(key.gpus * g)
         for j, state in enumerate(inst.jobs):
             if not state.running or state.job.queue not in self.tree.nodes:
                 continue
@@ -232,31 +268,51 @@ class QueueModel:
 
     def _lending_limits(self) -> None:
         """nominal - lendingLimit of a queue's GPUs stay idle for it when it does not use
-        them: what everybody else uses, plus max(its usage, that reserve), fits the
-        capacity (or what already runs, if more)."""
+        them, along the tree: what a queue's subtree holds is its own jobs' GPUs plus what
+        its children hold, and at least its reserve; what the top-level queues hold fits the
+        capacity (or what already runs, if more). So a child lends only what its parent
+        passes on, and the reserves of several queues are held together. Counted per pool
+        of products that reserving quota entries share (see _pools)."""
         inst = self.m.inst
-        everyone = list(self.tree.nodes)
-        for name, node in self.tree.nodes.items():
-            for b in node.buckets:
-                if b.lending_limit is None or b.lending_limit >= b.nominal:
-                    continue
-                reserve = b.nominal - b.lending_limit
-                capacity = sum(inst.product_capacity.get(p, 0) for p in b.products)
-                mine = self._sum(self.used, name, b)
-                all_terms = [
-                    t for q in everyone for p in b.products for t in self.used.get((q, p), [])
-                ]
-                held = self.model.new_int_var(reserve, max(reserve, capacity), f"res{name}_{b.key}")
-                self.model.add(held >= mine)
-                own_now = self._running(self.subtrees[name], b.products)
-                others_now = self._running(everyone, b.products) - own_now
-                cap = max(capacity, others_now + max(own_now, reserve))
-                self.model.add(cp_model.LinearExpr.sum(all_terms) - mine + held <= cap)
+        reserving = [
+            (name, b)
+            for name, node in self.tree.nodes.items()
+            for b in node.buckets
+            if b.lending_limit is not None and b.lending_limit < b.nominal
+        ]
+        pools = _pools(self.tree.products, [b.products for _, b in reserving])
+        for pool in pools:
+            reserve: dict[str, int] = defaultdict(int)
+            for name, b in reserving:
+                if b.products & pool:
+                    reserve[name] += b.nominal - b.lending_limit  # type: ignore[operator]
+            if not reserve:
+                continue
+            held: dict[str, Expr] = {}
+            now: dict[str, int] = {}  # the same if nothing changes
+            for name in self.tree.bottom_up():
+                node = self.tree.nodes[name]
+                own = [t for p in pool for t in self.used.get((name, p), [])]
+                inside = cp_model.LinearExpr.sum([*own, *(held[c] for c in node.children)])
+                now[name] = max(
+                    reserve[name],
+                    self._running([name], pool) + sum(now[c] for c in node.children),
+                )
+                if reserve[name]:
+                    h = self.model.new_int_var(reserve[name], 1 << 30, f"held{name}_{min(pool)}")
+                    self.model.add(h >= inside)
+                    held[name] = h
+                else:
+                    held[name] = inside
+            capacity = sum(inst.product_capacity.get(p, 0) for p in pool)
+            at_top = cp_model.LinearExpr.sum([held[q] for q in self.tree.top])
+            self.model.add(at_top <= max(capacity, sum(now[q] for q in self.tree.top)))
 
     def _evictions_are_used(self) -> None:
-        """An eviction is planned only with the placement it pays for: on the nodes a victim
-        frees, new replicas need more GPUs than are free there without it (so no eviction
-        just makes room in a nominal quota, and no more victims than a placement needs)."""
+        """An eviction is planned only with the placement it pays for: on one of the nodes a
+        victim frees, new replicas need more GPUs than are free there without it (so no
+        eviction just makes room in a nominal quota, and no more victims than a placement
+        needs)."""
         m = self.m
         load: dict[int, list[Expr]] = defaultdict(list)
         for (s, k), c in m.c.items():
@@ -266,12 +322,22 @@ class QueueModel:
             for v in cls.victims:
                 nodes[v].append(k)
         for v, classes in nodes.items():
-            beyond: list[Expr] = []
+            # on at least one of its nodes (a class of one node, so of one product): summed
+            # over its nodes, the free GPUs of one would excuse an eviction another needs
+            pays: list[cp_model.IntVar] = []
             for k in classes:
                 cls = m.inst.classes[k]
                 others = [held.gpus * m.e[u] for u, held in cls.victims.items() if u != v]
-                beyond += [*load[k], -cls.free.gpus, *(-x for x in others)]
-            self.model.add(cp_model.LinearExpr.sum(beyond) >= 1).only_enforce_if(m.e[v])
+                beyond = [*load[k], *(-x for x in others)]
+                needed = cp_model.LinearExpr.sum(beyond) >= cls.free.gpus + 1
+                if len(classes) == 1:
+                    self.model.add(needed).only_enforce_if(m.e[v])
+                    break
+                here = self.model.new_bool_var(f"pays{v}_{k}")
+                self.model.add(needed).only_enforce_if(here)
+                pays.append(here)
+            if pays:
+                self.model.add_bool_or(pays).only_enforce_if(m.e[v])
 
     # -- which running jobs borrow ------------------------------------------------------
     def _classify_running(self) -> dict[int, set[str]]:
@@ -374,7 +440,7 @@ class QueueModel:
             if not any(level is not None for level in reach.values()):
                 loads.append((own, key.gpus * m.c[s, k]))
                 continue
-            counts = [self.g[q, s, k] for q in path]
+            counts = [self.g[q, s, (k,)] for q in path]
             for i, outer in enumerate([*counts, m.c[s, k]]):
                 # replicas guaranteed from level i of the path up (i == len: not at all)
                 victims = own | {
@@ -440,65 +506,78 @@ class QueueModel:
                     )
         return objs
 
-    def _borrowed(self, name: str) -> tuple[cp_model.IntVar, int]:
-        """GPUs a queue's subtree holds beyond its nominal, summed over its quota entries,
-        and an upper bound on it."""
-        parts = []
-        bound = 0
-        for b in self.tree.nodes[name].buckets:
-            upper = self._running(self.subtrees[name], b.products) + self._demand(name)
-            u = self.model.new_int_var(0, upper, f"u{name}_{b.key}")
-            self.model.add(u == self._sum(self.used, name, b))
-            w = self.model.new_int_var(0, min(upper, b.nominal), f"w{name}_{b.key}")
-            self.model.add_min_equality(w, [u, b.nominal])
-            parts.append(u - w)
-            bound += max(0, upper - b.nominal)
-        borrowed = self.model.new_int_var(0, bound, f"b{name}")
-        self.model.add(borrowed == sum(parts))
+    def _borrowed(self, name: str, pool: frozenset[str]) -> tuple[cp_model.IntVar, int]:
+        """GPUs of these products a queue's subtree holds that are not guaranteed within its
+        nominal (what a reclaim may take back), and an upper bound on it. Linear: used minus
+        guaranteed, both per product; the guarantee stages before fixed how much is
+        guaranteed."""
+        members = self.subtrees[name]
+        used = [t for q in members for p in pool for t in self.used.get((q, p), [])]
+        within = [t for q in members for p in pool for t in self.guaranteed.get((name, q, p), [])]
+        bound = self._running(members, pool) + self._demand(name, pool)
+        borrowed = self.model.new_int_var(0, bound, f"b{name}_{min(pool)}")
+        self.model.add(borrowed == cp_model.LinearExpr.sum(used) - cp_model.LinearExpr.sum(within))
         return borrowed, bound
 
-    def _demand(self, name: str) -> int:
+    def _demand(self, name: str, pool: frozenset[str]) -> int:
+        """GPUs the subtree's jobs may still be given on nodes of these products."""
+        inst = self.m.inst
         members = set(self.subtrees[name])
-        return sum(
-            st.job.gpus_per_replica * st.hi
-            for st in self.m.inst.jobs
-            if st.job.queue in members and st.shape >= 0
-        )
+        total = 0
+        for st in inst.jobs:
+            if st.job.queue not in members or st.shape < 0:
+                continue
+            if any(self.class_product[k] in pool for k in inst.shapes[st.shape].classes):
+                total += st.job.gpus_per_replica * st.hi
+        return total
 
     def fairness_objectives(self) -> list[Objective]:
-        """Per family, top down: maximize the sum of the k smallest weighted shares for
-        k = 1..n in turn, i.e. the leximin of borrowed GPUs / weight."""
+        """Per family, top down, and per pool of products its members' quota entries share
+        (each product alone when every entry names one product; `*` pools them all): maximize
+        the sum of the k smallest weighted shares for k = 1..n in turn, i.e. the leximin of
+        borrowed GPUs / weight."""
         objs: list[Objective] = []
         for family in self.tree.families():
-            members = [
-                q for q in family if self.tree.nodes[q].queue.weight > 0 and self._demand(q) > 0
+            entries = [
+                b.products for q in family for b in self.tree.nodes[q].buckets if b.nominal > 0
             ]
-            if len(members) < 2:
-                continue
-            scale = _multipliers([self.tree.nodes[q].queue.weight for q in members])
-            shares: list[cp_model.LinearExpr] = []
-            top = 0
-            for q, mult in zip(members, scale, strict=True):
-                borrowed, bound = self._borrowed(q)
-                shares.append(cp_model.LinearExpr.term(borrowed, mult))
-                top = max(top, mult * bound)
-            if top == 0:
-                continue
-            for k in range(1, len(members) + 1):
-                r = self.model.new_int_var(0, top, f"r{family[0]}_{k}")
-                gaps = []
-                for i, share in enumerate(shares):
-                    d = self.model.new_int_var(0, top, f"d{family[0]}_{k}_{i}")
-                    self.model.add(d >= r - share)
-                    gaps.append(d)
-                objs.append(
-                    Objective(
-                        f"{FAIR}{','.join(members)}:{k}",
-                        k * r - cp_model.LinearExpr.sum(gaps),
-                        k * top,
-                        separate=True,
-                    )
+            for pool in _pools(self.tree.products, entries):
+                objs += self._leximin(family, pool)
+        return objs
+
+    def _leximin(self, family: list[str], pool: frozenset[str]) -> list[Objective]:
+        members = [
+            q for q in family if self.tree.nodes[q].queue.weight > 0 and self._demand(q, pool) > 0
+        ]
+        if len(members) < 2:
+            return []
+        scale = _multipliers([self.tree.nodes[q].queue.weight for q in members])
+        shares: list[cp_model.LinearExpr] = []
+        top = 0
+        for q, mult in zip(members, scale, strict=True):
+            borrowed, bound = self._borrowed(q, pool)
+            shares.append(cp_model.LinearExpr.term(borrowed, mult))
+            top = max(top, mult * bound)
+        if top == 0:
+            return []
+        label = ANY_PRODUCT if pool == self.tree.products else "+".join(sorted(pool))
+        name = f"{','.join(members)}@{label}"
+        objs = []
+        for k in range(1, len(members) + 1):
+            r = self.model.new_int_var(0, top, f"r{name}_{k}")
+            gaps = []
+            for i, share in enumerate(shares):
+                d = self.model.new_int_var(0, top, f"d{name}_{k}_{i}")
+                self.model.add(d >= r - share)
+                gaps.append(d)
+            objs.append(
+                Objective(
+                    f"{FAIR}{name}:{k}",
+                    k * r - cp_model.LinearExpr.sum(gaps),
+                    k * top,
+                    separate=True,
                 )
+            )
         return objs
 
     def newest_victims(self) -> Objective | None:
@@ -510,6 +589,17 @@ class QueueModel:
         terms = [rank * self.m.e[j] for rank, j in enumerate(victims, start=1)]
         span = len(victims) * (len(victims) + 1) // 2
         return Objective("newest-victims", cp_model.LinearExpr.sum(terms), span)
+
+
+def _pools(products: frozenset[str], groups: Iterable[frozenset[str]]) -> list[frozenset[str]]:
+    """The cluster's products split into the fewest pools such that each group lies in one
+    pool (products a group joins are counted together), each pool sorted by name."""
+    pools: list[frozenset[str]] = [frozenset({p}) for p in sorted(products)]
+    for group in groups:
+        joined = [pool for pool in pools if pool & group]
+        if len(joined) > 1:
+            pools = [pool for pool in pools if not pool & group] + [frozenset().union(*joined)]
+    return sorted(pools, key=min)
 
 
 def _differences(levels: list[int]) -> list[int]:

@@ -98,10 +98,11 @@ class QueueTree:
             while (parent := self.nodes[path[-1]].queue.parent) is not None:
                 path.append(parent)
             node.path = tuple(path)
-        for name in self._bottom_up():
+        for name in self.bottom_up():
             self.nodes[name].buckets = self._buckets(self.nodes[name])
 
-    def _bottom_up(self) -> list[str]:
+    def bottom_up(self) -> list[str]:
+        """Deepest queues first."""
         return sorted(self.nodes, key=lambda n: -len(self.nodes[n].path))
 
     def _buckets(self, node: QueueNode) -> list[Bucket]:
