@@ -16,11 +16,12 @@ from gpualloc.k8s.convert import SpecError, job_from_k8s, policy_from_k8s
 from gpualloc.model import Job, Placement, Plan, Policy, RunningPod, TopologyRequest, Unscheduled
 from gpualloc.solver import plan
 from gpualloc.solver.baselines import plan_greedy
-from gpualloc.solver.cpsat import AllocationModel
+from gpualloc.solver.cpsat import AllocationModel, Solution
 from gpualloc.solver.decode import decode
 from gpualloc.solver.explain import Explainer
 from gpualloc.solver.instance import build_instance
 from gpualloc.solver.topology import respects_required, spans
+from gpualloc.solver.topology_greedy import greedy_placements
 from tests.unit.builders import assert_valid, gang, inference, node, running, snap
 
 pytestmark = pytest.mark.unit
@@ -291,3 +292,30 @@ def test_policy_levels_are_bounded_label_keys(levels: Any, message: str) -> None
     assert message in err.value.message
     good = policy_from_k8s({**obj, "spec": {"topology": {"levels": [ZONE, RACK]}}})
     assert good.topology_levels == (ZONE, RACK)
+
+
+# -- the warm start and the plan kept when the solver finds none in time -------------------
+def test_topology_aware_best_fit_keeps_requests_and_is_the_fallback_plan() -> None:
+    # r1 has one node with 4 GPUs free and one empty; r2 two empty nodes
+    nodes = two_racks(2)
+    pods = [RunningPod("other/x", "r10", 4)]
+    jobs = [
+        gang("rack", 2, 8, created=0, **req(RACK)),  # only r2 holds 2 x 8
+        gang("pref", 2, 4, created=1, **req(preferred=RACK)),  # r1: the 4 left + half r11
+    ]
+    s = snap(nodes, jobs, pods)
+    inst = build_instance(s, POLICY)
+    placed = greedy_placements(inst)
+    by_job = {inst.jobs[j].job.name: sorted(n) for j, n in placed.items()}
+    assert by_job == {"rack": ["r20", "r21"], "pref": ["r10", "r11"]}
+    model = AllocationModel(inst, POLICY)
+    model.hint({}, {})
+    sol = model._fallback_plan(Solution("UNKNOWN", 0.0, 0.0, 0.0))
+    placements, _ = decode(inst, sol)
+    assert sol.status == "FEASIBLE"
+    assert sorted((p.job, p.node) for p in placements) == [
+        ("ns/pref", "r10"),
+        ("ns/pref", "r11"),
+        ("ns/rack", "r20"),
+        ("ns/rack", "r21"),
+    ]

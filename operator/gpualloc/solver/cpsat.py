@@ -24,6 +24,7 @@ from gpualloc.solver.instance import Instance, NodeClass
 from gpualloc.solver.lexicographic import Objective, solve_lexicographic
 from gpualloc.solver.queue_model import QueueModel
 from gpualloc.solver.topology import Domain, TopologyModel, groupable
+from gpualloc.solver.topology_greedy import greedy_placements
 
 GPU_LEVEL = "gpus@priority="
 # Fragmentation and throughput only break ties between equally good allocations: within 1%
@@ -73,6 +74,8 @@ class AllocationModel:
         self.c: dict[tuple[int, int], cp_model.IntVar] = {}
         self.c_max: dict[tuple[int, int], int] = {}
         self.u: dict[int, cp_model.IntVar] = {}
+        # with topology: the hinted plan, kept should the solver find none in its time
+        self.fallback: dict[int, list[str]] | None = None
         self._add_job_variables()
         self._add_eviction_variables()
         self._add_count_variables()
@@ -315,7 +318,11 @@ class AllocationModel:
 
     # -- solve ---------------------------------------------------------------------------
     def hint(self, counts: dict[tuple[int, int], int], new: dict[int, int]) -> None:
-        """Warm start from an earlier plan so a re-solve does not churn placements."""
+        """Warm start from an earlier plan so a re-solve does not churn placements. With
+        spec.topology, from topology-aware best-fit (an unaware plan straddles domains)."""
+        if self.topology is not None:
+            self.fallback = greedy_placements(self.inst)
+            counts, new = self.topology.hint(self.fallback)
         for key, var in self.c.items():
             self.model.add_hint(var, counts.get(key, 0))
         for j, y in self.y.items():
@@ -323,6 +330,21 @@ class AllocationModel:
             self.model.add_hint(self.p[j], int(new.get(j, 0) > 0))
         for g, z in self.z.items():
             self.model.add_hint(z, sum(1 for j in self.groups[g].jobs if new.get(j, 0) > 0))
+        for e in self.e.values():
+            self.model.add_hint(e, 0)
+        loads: dict[int, list[tuple[int, int]]] = defaultdict(list)
+        for (s, k), n in counts.items():
+            loads[k].append((self.inst.shapes[s].key.gpus, n))
+        for k, u in self.u.items():  # the fewest nodes of an empty class the counts need
+            self.model.add_hint(u, self._nodes_needed(k, loads[k]))
+
+    def _nodes_needed(self, k: int, loads: list[tuple[int, int]]) -> int:
+        free = self.inst.classes[k].free.gpus
+        need = 0
+        for size, _ in loads:
+            load = sum(g * n for g, n in loads if g >= size)
+            need = max(need, -(-load // (size * (free // size))))
+        return min(need, self.inst.classes[k].size)
 
     def solve(self) -> Solution:
         solver, stages = solve_lexicographic(
@@ -350,7 +372,7 @@ class AllocationModel:
             held = sum(s.running_gpus for s in self.inst.jobs if s.job.priority == level)
             sol.level_bounds[level] = held + stage.bound
         if solver is None:
-            return sol
+            return self._fallback_plan(sol)
         sol.new_replicas = {j: solver.value(y) for j, y in self.y.items() if solver.value(y)}
         for g, z in self.z.items():
             group = self.groups[g]
@@ -362,6 +384,22 @@ class AllocationModel:
             sol.slot_types, sol.replica_types = self.queues.types(solver, sol)
         if self.topology is not None:
             sol.domain_replicas = self.topology.domain_replicas(solver)
+        return sol
+
+    def _fallback_plan(self, sol: Solution) -> Solution:
+        """No solution in the time limit: topology-aware best-fit (a plan that keeps every
+        job's topology; best-fit unaware of it would not) rather than nothing."""
+        if self.fallback is None or self.topology is None:
+            return sol
+        sol.status = "FEASIBLE"
+        sol.new_replicas = {j: len(nodes) for j, nodes in self.fallback.items()}
+        counts, _ = self.topology.hint(self.fallback)
+        sol.counts = {key: n for key, n in counts.items() if n}
+        sol.domain_replicas = self.topology.domains_of(self.fallback)
+        placed = sum(
+            self.inst.jobs[j].job.gpus_per_replica * n for j, n in sol.new_replicas.items()
+        )
+        sol.objective = sum(s.running_gpus for s in self.inst.jobs) + placed
         return sol
 
 

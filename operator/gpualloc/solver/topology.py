@@ -127,6 +127,8 @@ class TopologyModel:
         self.x: dict[tuple[int, Domain], cp_model.IntVar] = {}
         self.w: dict[tuple[int, Domain], cp_model.IntVar] = {}
         self.spans: list[cp_model.IntVar] = []  # a[j, e]: minimised
+        # (job, required?, domain of that level) -> b[j, D] or a[j, e]
+        self.uses: dict[tuple[int, bool, Domain], cp_model.IntVar] = {}
         self.shapes: dict[int, _ShapeDomains] = {}
         for s, shape in enumerate(m.inst.shapes):
             req = shape.key.topology
@@ -183,6 +185,7 @@ class TopologyModel:
                 outer = project(d, info.keys, onto)
                 if outer not in uses:
                     uses[outer] = self.model.new_bool_var(f"{'b' if one else 'a'}{j}_{outer}")
+                    self.uses[j, one, outer] = uses[outer]
                 self.model.add(x <= upper[d] * uses[outer])
             there = {node_domain(n, onto) for n in held}
             if one:
@@ -220,12 +223,50 @@ class TopologyModel:
                 result[j][d] = group.size
         return dict(result)
 
-    def class_domain(self, s: int, k: int) -> Domain | None:
-        """The domain class k is in for shape s (None: the shape asks for no topology)."""
-        info = self.shapes.get(s)
-        if info is None:
-            return None
-        return node_domain(self.m.inst.classes[k].representative, info.keys)
+    def hint(
+        self, placed: Mapping[int, Sequence[str]]
+    ) -> tuple[dict[tuple[int, int], int], dict[int, int]]:
+        """Hints for the domain variables from new replicas per job (job -> nodes) that keep
+        every request; returns the (counts per shape and class, new per job) to hint."""
+        inst = self.m.inst
+        class_of = {n.name: k for k, c in enumerate(inst.classes) for n in c.nodes}
+        counts: dict[tuple[int, int], int] = defaultdict(int)
+        for j, nodes in placed.items():
+            for name in nodes:
+                counts[inst.jobs[j].shape, class_of[name]] += 1
+        x = {(j, d): n for j, per in self.domains_of(placed).items() for d, n in per.items()}
+        for key, var in self.x.items():
+            self.model.add_hint(var, x.get(key, 0))
+        group_of = {j: g for g, group in enumerate(self.m.groups) for j in group.jobs}
+        w: dict[tuple[int, Domain], int] = defaultdict(int)
+        for j, d in x:
+            if j in group_of:
+                w[group_of[j], d] += 1
+        for key, var in self.w.items():
+            self.model.add_hint(var, w.get(key, 0))
+        used: set[tuple[int, bool, Domain]] = set()
+        for j, d in x:
+            s = inst.jobs[j].shape
+            req = effective(inst.shapes[s].key.topology or TopologyRequest(), self.levels)
+            for lvl, one in ((req.required, True), (req.preferred, False)):
+                if lvl is not None:
+                    used.add((j, one, project(d, self.shapes[s].keys, scope(lvl, self.levels))))
+        for use, var in self.uses.items():
+            self.model.add_hint(var, int(use in used))
+        return dict(counts), {j: len(nodes) for j, nodes in placed.items()}
+
+    def domains_of(self, placed: Mapping[int, Sequence[str]]) -> dict[int, dict[Domain, int]]:
+        """New replicas per job and domain, from their nodes (jobs asking for topology)."""
+        inst = self.m.inst
+        result: dict[int, dict[Domain, int]] = {}
+        for j, nodes in placed.items():
+            info = self.shapes.get(inst.jobs[j].shape)
+            if info is not None:
+                per: dict[Domain, int] = defaultdict(int)
+                for name in nodes:
+                    per[node_domain(inst.node_by_name[name], info.keys)] += 1
+                result[j] = dict(per)
+        return result
 
 
 def spans(
