@@ -417,3 +417,30 @@ def test_a_node_without_a_memory_label_is_not_used_to_size_a_model() -> None:
     del unknown["metadata"]["labels"]["nvidia.com/gpu.memory"]
     d = run([unknown, node("a")], [job("sft", model={"parameters": "7B"})])
     assert status(d, "sft")["phase"] == "Allocated"
+
+
+def test_a_memo_of_job_parses_gives_the_same_decision_and_follows_spec_changes() -> None:
+    bad = gang("bad", 1, 1)
+    bad["spec"]["template"]["spec"]["hostNetwork"] = True  # refused unless the policy allows
+    jobs = [gang("wide", 2, 8), gang("small", 1, 2), bad, job("sft", model={"parameters": "7B"})]
+    state = ClusterState(nodes=(node("a"), node("b")), pods=(), jobs=tuple(jobs), now=NOW)
+    first = decide(state)
+    assert first.memo is not None and len(first.memo.parsed) == 4
+    again, fresh = decide(state, first.plan, first.memo), decide(state, first.plan)
+    assert again.writes == fresh.writes and again.refused == fresh.refused
+    assert "hostNetwork" in again.refused["ns/bad"]
+    # a spec change bumps the generation: the memo's parse of the old spec is not used
+    wider = gang("wide", 2, 4)
+    wider["metadata"]["generation"] = 2
+    changed = ClusterState(nodes=state.nodes, pods=(), jobs=(wider, *jobs[1:]), now=NOW)
+    assert created(decide(changed, first.plan, first.memo), placed=True) == created(
+        decide(changed, first.plan), placed=True
+    )
+    assert {
+        w.pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"]
+        for w in decide(changed, first.plan, first.memo).writes
+        if isinstance(w, CreatePod) and w.job == "ns/wide"
+    } == {"4"}
+    # other nodes (they size spec.model jobs): the memo is not used at all
+    bigger = ClusterState(nodes=(node("a", gpus=4),), pods=(), jobs=tuple(jobs), now=NOW)
+    assert decide(bigger, None, first.memo).writes == decide(bigger).writes

@@ -10,6 +10,11 @@ Numbered as the round runs:
 5. turn the plan into writes: evictions (graceful, through the Eviction API), pins, creates;
 6. report every job's status and Events.
 The time-driven simulator calls this same function.
+
+Reading a job's spec (its pod template, its sizing) is the costly part of step 3 when
+hundreds of jobs wait; a `Memo` handed back in the `Decision` and passed to the next call
+keeps each job's parse while its uid and generation (the API server bumps it on every spec
+change) and the round's inputs to the parse are the same. decide keeps nothing itself.
 """
 
 from __future__ import annotations
@@ -79,6 +84,24 @@ class Decision:
     created: int = 0
     evicted_jobs: int = 0
     recheck_in: float | None = None  # seconds until the next placed pod's bind deadline
+    memo: Memo | None = None  # pass to the next decide call: parses it may reuse
+
+
+# a job's parse: check_pod_template's error (or None), then job_from_k8s's Job or error; errors
+# as SpecError's (object, field, message), raised afresh each round
+_Error = tuple[str, str, str]
+_Parsed = tuple[_Error | None, Job | _Error]
+_ParseKey = tuple[str, int, int | None]
+
+
+@dataclass(frozen=True)
+class Memo:
+    """Each job's parse by (uid, generation, desired replicas), valid for one `context`
+    (the policy's allowed pod settings and the nodes, which sizing from spec.model reads).
+    Read-only: decide builds a new one each round, holding the jobs of that round."""
+
+    context: tuple[object, ...] = ()
+    parsed: Mapping[_ParseKey, _Parsed] = field(default_factory=dict)
 
 
 def key_of(obj: Mapping[str, Any]) -> str:
@@ -122,7 +145,8 @@ class _Work:
         self.outcome = replace(self.outcome, events=events)
 
 
-def decide(state: ClusterState, previous: Plan | None = None) -> Decision:
+def decide(state: ClusterState, previous: Plan | None = None, memo: Memo | None = None) -> Decision:
+    """One round. `memo`: the previous Decision's, to reuse job parses (same result)."""
     notes: list[str] = []
     # -- 1. policy and nodes
     try:
@@ -157,6 +181,9 @@ def decide(state: ClusterState, previous: Plan | None = None) -> Decision:
 
     # -- 3. each job alone
     services = {key_of(s) for s in state.services}
+    context: tuple[object, ...] = (policy.allowed_pod_settings, tuple(nodes))
+    known = memo.parsed if memo is not None and memo.context == context else {}
+    parses = _Parses(known, {})
     works: dict[str, _Work] = {}
     for job in state.jobs:
         key = key_of(job)
@@ -165,7 +192,9 @@ def decide(state: ClusterState, previous: Plan | None = None) -> Decision:
         work = _Work(job, key)
         works[key] = work
         try:
-            _prepare(work, owned[key], taken, state, policy, nodes, all_node_names, services)
+            _prepare(
+                work, owned[key], taken, state, policy, nodes, all_node_names, services, parses
+            )
         except SpecError as err:
             work.writes, work.create, work.model = [], {}, None
             work.outcome = replace(work.outcome, invalid=err.message and str(err))
@@ -305,6 +334,7 @@ def decide(state: ClusterState, previous: Plan | None = None) -> Decision:
         created=len(placed_creates) + len(queued),
         evicted_jobs=len(result.evictions),
         recheck_in=_next_bind_deadline(state, policy.unbound_timeout_seconds),
+        memo=Memo(context, parses.kept),
     )
 
 
@@ -365,6 +395,37 @@ def _finished(job: Obj) -> bool:
     return bool(status.get("observedGeneration") == generation)
 
 
+@dataclass(frozen=True)
+class _Parses:
+    """The memo being read (`known`) and the one being built for the next round (`kept`)."""
+
+    known: Mapping[_ParseKey, _Parsed]
+    kept: dict[_ParseKey, _Parsed]
+
+    def parse(self, job: Obj, policy: Policy, nodes: list[Node], desired: int | None) -> _Parsed:
+        meta = job.get("metadata") or {}
+        uid, generation = meta.get("uid"), meta.get("generation")
+        key = None
+        if isinstance(uid, str) and isinstance(generation, int):
+            key = (uid, generation, desired)
+        parsed = self.known.get(key) if key is not None else None
+        if parsed is None:
+            template_error: _Error | None = None
+            try:
+                check_pod_template(job, policy.allowed_pod_settings)
+            except SpecError as err:
+                template_error = (err.obj, err.field, err.message)
+            result: Job | _Error
+            try:
+                result = job_from_k8s(job, nodes, desired)
+            except SpecError as err:
+                result = (err.obj, err.field, err.message)
+            parsed = (template_error, result)  # SizingWait and bugs propagate, not kept
+        if key is not None:
+            self.kept[key] = parsed
+        return parsed
+
+
 def _prepare(
     work: _Work,
     pods: list[Obj],
@@ -374,6 +435,7 @@ def _prepare(
     nodes: list[Node],
     node_names: set[Any],
     services: set[str],
+    parses: _Parses,
 ) -> None:
     job, key = work.obj, work.key
     kind = job.get("kind")
@@ -393,16 +455,20 @@ def _prepare(
             "must be a DNS-1035 label of at most 52 characters (start with a letter): it "
             "names the job's Service and its pods' hostnames",
         )
-    check_pod_template(job, policy.allowed_pod_settings)
+    desired = state.desired_replicas.get(key)
+    if desired is not None:  # autoscaling: never above the cap, whatever Prometheus says
+        desired = max(0, min(desired, policy.max_pods_per_job))
+    template_error, parsed = parses.parse(job, policy, nodes, desired)
+    if template_error is not None:
+        raise SpecError(*template_error)
     failure = state.write_failures.get(key, "")
     if failure.startswith("CreatePod 422"):  # the pod spec itself: no retry can succeed
         raise SpecError(
             f"{kind} {key}", "spec.template", f"the API server refuses its pods: {failure[10:]}"
         )
-    desired = state.desired_replicas.get(key)
-    if desired is not None:  # autoscaling: never above the cap, whatever Prometheus says
-        desired = max(0, min(desired, policy.max_pods_per_job))
-    model = job_from_k8s(job, nodes, desired)
+    if not isinstance(parsed, Job):
+        raise SpecError(*parsed)
+    model = parsed
     if model.replicas > policy.max_pods_per_job:
         raise SpecError(
             f"{kind} {key}",

@@ -3,7 +3,8 @@
 The simulated cluster is kept as the Kubernetes objects the controller's informers would
 hold (Node, LLMTrainingJob, Pod, Service dicts, built once and changed as the API server
 would change them); each round builds a `ClusterState` from them, calls
-`controller.decide.decide` with the previous plan, as `controller/reconcile.py` does, and
+`controller.decide.decide` with the previous plan (and the previous round's memo of job
+parses), as `controller/reconcile.py` does, and
 carries out its writes as the API server, kube-scheduler and the kubelet would:
 - `CreatePod(placed=True)` and `PinPod`: the pod is bound to the node its affinity names at
   once (kube-scheduler's bind and the kubelet's start take no simulated time);
@@ -147,7 +148,8 @@ class GpuallocScheduler:
         )
 
     def round(self, sim: Simulation) -> list[Action]:
-        decision = decide(self.state(sim), self.previous)
+        memo = self.last.memo if self.last is not None else None
+        decision = decide(self.state(sim), self.previous, memo)
         self.previous, self.last = decision.plan, decision
         self.solve_seconds += decision.plan.solve_seconds
         self.statuses[decision.plan.status] = self.statuses.get(decision.plan.status, 0) + 1

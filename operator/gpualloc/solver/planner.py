@@ -15,6 +15,7 @@ from gpualloc.solver.decode import decode
 from gpualloc.solver.explain import Explainer
 from gpualloc.solver.instance import Instance, build_instance
 from gpualloc.solver.queues import QueueTree
+from gpualloc.solver.shortcut import greedy_is_optimal
 
 
 def _hint_from(previous: Plan, inst: Instance) -> tuple[dict[tuple[int, int], int], dict[int, int]]:
@@ -49,13 +50,18 @@ def plan(snapshot: Snapshot, policy: Policy | None = None, previous: Plan | None
     if snapshot.queues:
         return _plan_with_queues(snapshot, policy, previous, started)
     inst = build_instance(snapshot, policy)
-    model = AllocationModel(inst, policy)
-    # Warm start: the previous plan keeps re-solves from churning; without one, greedy
-    # best-fit gives a good first solution.
     greedy = plan_greedy(snapshot, "best-fit", explain=False, inst=inst)
-    model.hint(*_hint_from(previous or greedy, inst))
-    sol = model.solve()
-    placements, placed = decode(inst, sol)
+    proven = greedy_is_optimal(inst, greedy, policy)
+    if proven is not None:  # CP-SAT would return a plan equal to it in every objective
+        sol = proven
+        placements, placed = list(greedy.placements), set(proven.new_replicas)
+    else:
+        model = AllocationModel(inst, policy)
+        # Warm start: the previous plan keeps re-solves from churning; without one, greedy
+        # best-fit gives a good first solution.
+        model.hint(*_hint_from(previous or greedy, inst))
+        sol = model.solve()
+        placements, placed = decode(inst, sol)
     # If the time limit cut the solve short before the lower priority levels were optimized,
     # the result can be lexicographically worse than best-fit: then best-fit it is.
     levels = sorted({j.priority for j in snapshot.jobs}, reverse=True)
