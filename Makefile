@@ -115,6 +115,14 @@ bench: bench-planner bench-operator bench-sim
 bench-planner: setup
 	$(BIN)/gpualloc bench planner --out bench-results/planner.json
 
+# Topology-aware gangs (issue 13.1, docs/topology-benchmark.md): the planner at 1,000 nodes in a
+# 4-level topology against the same instance without it, and the share of multi-node gangs
+# inside one domain against topology-unaware best-fit; requests down to the clique, then rack.
+.PHONY: bench-topology
+bench-topology: setup
+	nice -n 10 $(BIN)/python hack/bench_topology.py --out bench-results/topology.json
+	nice -n 10 $(BIN)/python hack/bench_topology.py --finest rack --out bench-results/topology-rack.json
+
 # OPERATOR_BENCH=200: 200 nodes, a burst of 500 jobs; OPERATOR_BENCH=1000: 1,000 nodes, a burst
 # of 5,000 pods (about 13 min on 2 cores). Each also times kube-scheduler alone on the same pods.
 OPERATOR_BENCH ?= 200

@@ -20,13 +20,14 @@ from ortools.sat.python import cp_model
 
 from gpualloc.model import Policy
 from gpualloc.solver.capacity import Free
-from gpualloc.solver.instance import Instance, NodeClass
+from gpualloc.solver.instance import Instance, NodeClass, lost_gpu_seconds
 from gpualloc.solver.lexicographic import Objective, solve_lexicographic
 from gpualloc.solver.queue_model import QueueModel
 from gpualloc.solver.topology import Domain, TopologyModel, groupable
 from gpualloc.solver.topology_greedy import greedy_placements
 
 GPU_LEVEL = "gpus@priority="
+MOVED_WORK = "moved-work"  # its stage's status is the proof that no cheaper moves exist
 # Fragmentation and throughput only break ties between equally good allocations: within 1%
 # of their bound is good enough and keeps rounds short.
 TIE_BREAK_GAP = 0.01
@@ -57,6 +58,8 @@ class Solution:
     # last: not guaranteed), per (shape, class) and per job
     slot_types: dict[tuple[int, int], list[int]] = field(default_factory=dict)
     replica_types: dict[int, list[int]] = field(default_factory=dict)
+    moved: set[int] = field(default_factory=set)  # movable jobs moved (their copies placed)
+    moves_status: str = ""  # status of the stage choosing the moves (OPTIMAL: proven cheapest)
     # with topology: new replicas per job and domain (see solver/topology.py)
     domain_replicas: dict[int, dict[Domain, int]] = field(default_factory=dict)
 
@@ -74,6 +77,7 @@ class AllocationModel:
         self.c: dict[tuple[int, int], cp_model.IntVar] = {}
         self.c_max: dict[tuple[int, int], int] = {}
         self.u: dict[int, cp_model.IntVar] = {}
+        self.moved: dict[int, cp_model.IntVar] = {}  # movable job -> 1 if moved (its copy placed)
         # with topology: the hinted plan, kept should the solver find none in its time
         self.fallback: dict[int, list[str]] | None = None
         self._add_job_variables()
@@ -96,7 +100,8 @@ class AllocationModel:
             if state.hi == 0 or not self.inst.shapes[state.shape].classes:
                 continue
             request = self.inst.shapes[state.shape].key.topology
-            if state.lo == state.hi and not state.running and groupable(request, self.inst.levels):
+            fixed = state.lo == state.hi and not state.running and state.clone_of is None
+            if fixed and groupable(request, self.inst.levels):
                 grouped[state.shape, state.hi].append(j)  # jobs are sorted oldest first
                 continue
             y = self.model.new_int_var(0, state.hi, f"y{j}")
@@ -123,6 +128,13 @@ class AllocationModel:
                 self.e[j] = self.model.new_bool_var(f"e{j}")
                 if j in self.y:  # an evicted job is re-planned next round, not moved now
                     self.model.add(self.p[j] + self.e[j] <= 1)
+        # a move: the job is evicted and its copy placed whole in the same plan; a job that
+        # is not preemptible is evicted only as a move
+        for j, c in self.inst.clones.items():
+            self.moved[j] = self.p[c]
+            self.model.add(self.p[c] <= self.e[j])
+            if not (self.inst.jobs[j].job.preemptible and self.policy.preemption):
+                self.model.add(self.e[j] <= self.p[c])
 
     def _add_count_variables(self) -> None:
         inst = self.inst
@@ -179,10 +191,16 @@ class AllocationModel:
         for q in victim_priorities:
             low = [self.c[s, k] * key[i].gpus for i, s in enumerate(shapes) if key[i].priority <= q]
             if low:
+                # a victim's GPUs go to higher priority only; a moved job's to anyone (it
+                # keeps its GPUs elsewhere in the same plan)
                 freed_below = sum(
                     held.gpus * self.e[v]
                     for v, held in cls.victims.items()
                     if self.inst.jobs[v].job.priority < q
+                ) + sum(
+                    held.gpus * self.moved[v]
+                    for v, held in cls.victims.items()
+                    if v in self.moved and self.inst.jobs[v].job.priority >= q
                 )
                 self.model.add(sum(low) <= cls.free.gpus + freed_below)
 
@@ -202,8 +220,13 @@ class AllocationModel:
 
     def _add_eviction_limits(self) -> None:
         limit = self.policy.max_evictions_per_round
-        if self.e and limit is not None:
-            self.model.add(sum(self.e.values()) <= limit)
+        if self.e and limit is not None:  # evictions that are not moves
+            self.model.add(sum(self.e.values()) - sum(self.moved.values()) <= limit)
+        if self.moved:
+            self.model.add(self._moved_pods() <= self.policy.defragmentation.max_moves_per_round)
+
+    def _moved_pods(self) -> cp_model.LinearExprT:
+        return sum(len(self.inst.jobs[j].running) * m for j, m in self.moved.items())
 
     # -- objectives, in strict order -----------------------------------------------------
     def objectives(self) -> list[Objective]:
@@ -244,7 +267,11 @@ class AllocationModel:
                 )
             )
             # older jobs win ties within a level: the oldest gets the largest bonus
-            ranked = [j for j in members if j in self.p or j in group_of]
+            ranked = [
+                j
+                for j in members
+                if (j in self.p or j in group_of) and inst.jobs[j].clone_of is None
+            ]
             bonus.update({j: len(ranked) - rank for rank, j in enumerate(ranked)})
             age_terms += [bonus[j] * self.p[j] for j in ranked if j in self.p]
             age_span += sum(bonus[j] for j in ranked)
@@ -257,10 +284,12 @@ class AllocationModel:
             self.model.add_element(self.z[g], prefix, earned)
             age_terms.append(earned)
         age = Objective("age", sum(age_terms), age_span, separate=True)
+        objs.extend(self._move_objectives())  # moves serve only more GPUs, not older jobs
         if self.queues is None:
             objs.append(age)
         if self.e:
-            objs.append(Objective("evictions", -sum(self.e.values()), len(self.e), separate=True))
+            plain = sum(self.e.values()) - sum(self.moved.values())  # moves are counted below
+            objs.append(Objective("evictions", -plain, len(self.e), separate=True))
             newest = self.queues.newest_victims() if self.queues is not None else None
             if newest is not None:
                 objs.append(newest)
@@ -273,6 +302,27 @@ class AllocationModel:
         objs.extend(self._fragmentation_objectives())
         objs.append(self._throughput_objective(levels))
         return objs
+
+    def _move_objectives(self) -> list[Objective]:
+        """Of the moves that give the GPU levels above, the ones losing the least work
+        (GPU-seconds since each moved job's last checkpoint), then the fewest moved pods."""
+        if not self.moved:
+            return []
+        lost = {j: lost_gpu_seconds(self.inst.jobs[j], self.inst.now) for j in self.moved}
+        return [
+            Objective(
+                MOVED_WORK,
+                -sum(lost[j] * m for j, m in self.moved.items()),
+                sum(lost.values()),
+                separate=True,
+            ),
+            Objective(
+                "moved-pods",
+                -self._moved_pods(),
+                sum(len(self.inst.jobs[j].running) for j in self.moved),
+                separate=True,
+            ),
+        ]
 
     def _fragmentation_objectives(self) -> list[Objective]:
         inst = self.inst
@@ -379,6 +429,8 @@ class AllocationModel:
             for j in group.jobs[: solver.value(z)]:
                 sol.new_replicas[j] = group.size
         sol.evicted = {j for j, e in self.e.items() if solver.value(e)}
+        sol.moved = {j for j, m in self.moved.items() if solver.value(m)}
+        sol.moves_status = next((s.status for s in stages if MOVED_WORK in s.names), "")
         sol.counts = {key: solver.value(v) for key, v in self.c.items() if solver.value(v)}
         if self.queues is not None:
             sol.slot_types, sol.replica_types = self.queues.types(solver, sol)
@@ -396,10 +448,14 @@ class AllocationModel:
         counts, _ = self.topology.hint(self.fallback)
         sol.counts = {key: n for key, n in counts.items() if n}
         sol.domain_replicas = self.topology.domains_of(self.fallback)
-        placed = sum(
-            self.inst.jobs[j].job.gpus_per_replica * n for j, n in sol.new_replicas.items()
-        )
-        sol.objective = sum(s.running_gpus for s in self.inst.jobs) + placed
+        inst = self.inst
+        running = sum(s.running_gpus for s in inst.jobs)
+        placed = sum(inst.jobs[j].job.gpus_per_replica * n for j, n in sol.new_replicas.items())
+        sol.objective = running + placed
+        # nothing proven: the trivial bound (every pending GPU, at most every free one)
+        demand = sum(s.job.gpus_per_replica * s.hi for s in inst.jobs)
+        free = sum(c.free.gpus * c.size for c in inst.classes)
+        sol.bound = max(sol.objective, running + min(demand, free))
         return sol
 
 
