@@ -118,7 +118,7 @@ CONDITION = obj(
 )
 
 CONDITIONS = array(
-    "Conditions by type (Allocated, Ready, Preempted; Invalid when the job cannot be used, "
+    "Conditions by type (Allocated, Ready, Preempted, Moved; Invalid when the job cannot be used, "
     "with the reason).",
     CONDITION,
     32,
@@ -166,6 +166,9 @@ def job_status(training: bool) -> Schema:
             ),
             "conditions": CONDITIONS,
             "unblock": UNBLOCK,
+            "lastMovedTime": string(
+                "When the plan last moved the job's pods (defragmentation).", 64, format="date-time"
+            ),
         },
     )
 
@@ -243,6 +246,15 @@ COMMON_SPEC = {
     },
     "gpu": GPU,
     "topology": JOB_TOPOLOGY,
+    "movable": boolean(
+        "The plan may move its running pods to other nodes (evict and re-place them in the "
+        "same plan) so a waiting job fits: a training job that checkpoints, or inference.",
+        default=False,
+    ),
+    "checkpoint": obj(
+        "How often the job checkpoints: a move loses the work since the last checkpoint.",
+        {"intervalSeconds": integer("Seconds between checkpoints.", 1, 7 * 86400)},
+    ),
     "model": MODEL,
     "template": TEMPLATE,
     "preemptionGracePeriodSeconds": integer(
@@ -443,6 +455,20 @@ POLICY_SPEC = obj(
                     MAX_TOPOLOGY_LEVELS,
                     **{"x-kubernetes-list-type": "set"},
                 )
+            },
+        ),
+        "defragmentation": obj(
+            "Moves of movable jobs (spec.movable) that let a waiting job run: only for a "
+            "strictly better plan, losing the least work.",
+            {
+                "enabled": boolean("Plan moves at all.", default=True),
+                "maxMovesPerRound": integer("Most pods moved in one round.", 0, 1000, default=16),
+                "minRuntimeSeconds": integer(
+                    "A job is moved only after running this long.", 0, 7 * 86400, default=300
+                ),
+                "cooldownSeconds": integer(
+                    "A job is not moved again within this long.", 0, 7 * 86400, default=1800
+                ),
             },
         ),
         "unboundTimeoutSeconds": integer(

@@ -15,6 +15,7 @@ from typing import Any
 from kubernetes.utils.quantity import parse_quantity
 
 from gpualloc.model import (
+    Defragmentation,
     Job,
     JobKind,
     Node,
@@ -514,7 +515,30 @@ def job_from_k8s(
         queue=queue or None,
         estimated_gpu_hours=float(estimate) if estimate is not None else None,
         topology=topology,
+        **_movability(spec, obj),
     )
+
+
+MAX_CHECKPOINT_SECONDS = 7 * 86400  # the CRD's bound on spec.checkpoint.intervalSeconds
+
+
+def _movability(spec: Mapping[str, Any], obj: Obj) -> dict[str, Any]:
+    """spec.movable, spec.checkpoint.intervalSeconds and the last move (status.lastMovedTime)."""
+    movable = spec.get("movable", False)
+    if not isinstance(movable, bool):
+        raise SpecError(ref(obj), "spec.movable", f"must be true or false (got {movable!r})")
+    checkpoint = _mapping(spec.get("checkpoint"), obj, "spec.checkpoint")
+    interval = checkpoint.get("intervalSeconds")
+    if interval is not None:
+        interval = _bounded_field(
+            interval, 1, MAX_CHECKPOINT_SECONDS, obj, "spec.checkpoint.intervalSeconds"
+        )
+    stamp = (obj.get("status") or {}).get("lastMovedTime")
+    try:
+        moved = created_at({"metadata": {"creationTimestamp": stamp}}) if stamp else 0.0
+    except (TypeError, ValueError):
+        moved = 0.0  # our own field: a bad value only forgets the cooldown
+    return {"movable": movable, "checkpoint_seconds": interval, "moved_at": moved}
 
 
 # -- policy ------------------------------------------------------------------------------
@@ -575,9 +599,43 @@ def policy_from_k8s(obj: Obj | None) -> Policy:
             ),
             default_queue=str(spec["defaultQueue"]) if spec.get("defaultQueue") else None,
             topology_levels=levels,
+            defragmentation=_defragmentation(spec, obj),
         )
     except (TypeError, ValueError) as err:
         raise SpecError(ref(obj), "spec", str(err)) from None
+
+
+def _defragmentation(spec: Mapping[str, Any], obj: Obj) -> Defragmentation:
+    defrag = _mapping(spec.get("defragmentation"), obj, "spec.defragmentation")
+    where = "spec.defragmentation"
+    enabled = defrag.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise SpecError(ref(obj), f"{where}.enabled", f"must be true or false (got {enabled!r})")
+    base = Defragmentation()
+    return Defragmentation(
+        enabled=enabled,
+        max_moves_per_round=_bounded_field(
+            defrag.get("maxMovesPerRound", base.max_moves_per_round),
+            0,
+            1000,
+            obj,
+            f"{where}.maxMovesPerRound",
+        ),
+        min_runtime_seconds=_bounded_field(
+            defrag.get("minRuntimeSeconds", base.min_runtime_seconds),
+            0,
+            MAX_CHECKPOINT_SECONDS,
+            obj,
+            f"{where}.minRuntimeSeconds",
+        ),
+        cooldown_seconds=_bounded_field(
+            defrag.get("cooldownSeconds", base.cooldown_seconds),
+            0,
+            MAX_CHECKPOINT_SECONDS,
+            obj,
+            f"{where}.cooldownSeconds",
+        ),
+    )
 
 
 # -- queues ------------------------------------------------------------------------------

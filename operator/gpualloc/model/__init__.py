@@ -2,6 +2,7 @@
 
 from gpualloc.model.types import (
     ANY_PRODUCT,
+    Defragmentation,
     Eviction,
     Hold,
     Job,
@@ -25,6 +26,7 @@ from gpualloc.model.types import (
 
 __all__ = [
     "ANY_PRODUCT",
+    "Defragmentation",
     "Eviction",
     "Hold",
     "Job",

@@ -125,6 +125,10 @@ class Job:
     queue: str | None = None  # the GPUQueue it runs in; None only when there are no queues
     estimated_gpu_hours: float | None = None  # the user's estimate (spec.estimatedGPUHours)
     topology: TopologyRequest = field(default_factory=TopologyRequest)
+    # spec.movable: the plan may move its running pods elsewhere (defragmentation)
+    movable: bool = False
+    checkpoint_seconds: int | None = None  # spec.checkpoint.intervalSeconds: work lost if moved
+    moved_at: float = 0.0  # unix seconds of its last move (status.lastMovedTime); 0 = never
 
     @property
     def namespace(self) -> str:
@@ -133,6 +137,17 @@ class Job:
     @property
     def name(self) -> str:
         return self.key.split("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class Defragmentation:
+    """AllocationPolicy spec.defragmentation: when the plan may move movable jobs' pods to
+    place a waiting job."""
+
+    enabled: bool = True  # jobs opt in with spec.movable as well
+    max_moves_per_round: int = 16  # moved pods
+    min_runtime_seconds: int = 300  # a job younger than this is not moved
+    cooldown_seconds: int = 1800  # nor one moved less than this ago
 
 
 @dataclass(frozen=True)
@@ -156,6 +171,7 @@ class Policy:
     default_queue: str | None = None
     # node label keys of the topology, widest first (zone, block, rack, NVLink clique)
     topology_levels: tuple[str, ...] = ()
+    defragmentation: Defragmentation = field(default_factory=lambda: Defragmentation())
 
 
 ANY_PRODUCT = "*"
@@ -191,6 +207,7 @@ class Snapshot:
     pods: tuple[RunningPod, ...]
     jobs: tuple[Job, ...]
     queues: tuple[Queue, ...] = ()  # empty: one implicit queue, priorities alone decide
+    now: float = 0.0  # unix seconds the snapshot was taken (0: unknown; nothing is moved)
 
 
 @dataclass(frozen=True)
@@ -206,6 +223,9 @@ class Placement:
 class Eviction:
     job: str
     reason: str
+    # a move: its pods are re-placed on these nodes in the same plan, for these jobs
+    moved_to: tuple[str, ...] = ()
+    for_jobs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -248,6 +268,8 @@ class Plan:
     level_bounds: Mapping[int, float] = field(default_factory=dict)
     queues: Mapping[str, QueueReport] = field(default_factory=dict)  # empty without queues
     holds: Mapping[str, Hold] = field(default_factory=dict)  # job key -> where it may not go
+    # with moves: the solver status of choosing them (OPTIMAL: no set losing less work exists)
+    moves_status: str = ""
 
     @property
     def gap(self) -> float:

@@ -69,7 +69,7 @@ def plan_greedy(
         used = {p.replica for p in state.running if p.replica is not None}
         for pod in state.running:
             placements.append(Placement(job.key, job.kind, pod.replica or 0, pod.node, pod.gpus))
-        if state.hi == 0:
+        if state.hi == 0 or state.clone_of is not None:  # a move's copy is the planner's
             continue
         req = job.requirements
         if req not in masks:

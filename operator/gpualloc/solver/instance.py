@@ -57,6 +57,10 @@ class JobState:
     hi: int  # most new replicas
     evictable: bool
     shape: int = -1
+    # defragmentation: a running movable job is a victim whose eviction can be a move, and
+    # its copy (clone_of = its index) is a pending job placed only when it is moved
+    movable: bool = False
+    clone_of: int | None = None
 
     @property
     def running_gpus(self) -> int:
@@ -93,6 +97,8 @@ class Instance:
     product_capacity: dict[str, int] = field(default_factory=dict)
     levels: tuple[str, ...] = ()  # the policy's topology levels, widest first
     node_by_name: dict[str, Node] = field(default_factory=dict)
+    clones: dict[int, int] = field(default_factory=dict)  # movable job -> its copy
+    now: float = 0.0  # the snapshot's time (lost work of a move is counted up to it)
 
 
 def _node_kind(node: Node, keys: frozenset[str], named: frozenset[str]) -> tuple[object, ...]:
@@ -142,6 +148,36 @@ def _aggregation_is_exact(cls: NodeClass, shapes: Sequence[ShapeKey]) -> bool:
     return True
 
 
+def may_move(state: JobState, snapshot: Snapshot, policy: Policy) -> bool:
+    """A running job the plan may move (AllocationPolicy spec.defragmentation): movable,
+    wholly placed, running long enough, not moved within the cooldown. Not with GPUQueues
+    (their reclaim rules decide whose capacity a victim frees)."""
+    rules, job, pods = policy.defragmentation, state.job, state.running
+    if not (rules.enabled and rules.max_moves_per_round and job.movable and pods):
+        return False
+    if snapshot.queues or not snapshot.now or state.hi or len(pods) < job.replicas:
+        return False
+    started = min(p.started for p in pods)
+    return (
+        started > 0
+        and snapshot.now - started >= rules.min_runtime_seconds
+        and snapshot.now - job.moved_at >= rules.cooldown_seconds
+    )
+
+
+def lost_gpu_seconds(state: JobState, now: float) -> int:
+    """The work a move loses: GPU-seconds since the job's last checkpoint (since it started
+    when it does not say how often it checkpoints)."""
+    job = state.job
+    lost = 0.0
+    for pod in state.running:
+        ran = max(0.0, now - pod.started)
+        if job.checkpoint_seconds:
+            ran %= job.checkpoint_seconds
+        lost += pod.gpus * ran
+    return round(lost)
+
+
 def build_instance(snapshot: Snapshot, policy: Policy) -> Instance:
     jobs_by_key = {j.key: j for j in snapshot.jobs}
     running: dict[str, list[RunningPod]] = defaultdict(list)
@@ -156,6 +192,13 @@ def build_instance(snapshot: Snapshot, policy: Policy) -> Instance:
         lo = max(1, job.min_replicas - len(pods))
         evictable = bool(pods) and job.preemptible and policy.preemption
         states.append(JobState(job, pods, min(lo, hi) if hi else 0, hi, evictable))
+    clones: dict[int, int] = {}
+    for index, state in enumerate(list(states)):
+        if may_move(state, snapshot, policy):
+            state.movable = state.evictable = True
+            clones[index] = len(states)
+            size = state.job.replicas
+            states.append(JobState(state.job, [], size, size, False, clone_of=index))
 
     victims_on: dict[str, dict[int, Free]] = defaultdict(dict)
     for index, state in enumerate(states):
@@ -242,6 +285,7 @@ def build_instance(snapshot: Snapshot, policy: Policy) -> Instance:
 
     max_gpus = max((n.gpus for n in snapshot.nodes), default=0)
     inst = Instance(states, shapes, classes, free_by_node, max_gpus, levels=levels)
+    inst.clones, inst.now = clones, snapshot.now
     inst.node_by_name = {n.name: n for n in snapshot.nodes}
     if snapshot.queues:
         inst.queues = QueueTree(snapshot.queues, {n.product for n in snapshot.nodes})

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
-from gpualloc.model import Eviction, Placement, Plan, Policy, Snapshot, Unscheduled
+from gpualloc.model import Eviction, Job, Placement, Plan, Policy, Snapshot, Unscheduled
 from gpualloc.solver import queue_report
 from gpualloc.solver.baselines import plan_greedy
 from gpualloc.solver.cpsat import AllocationModel, Solution
@@ -65,9 +65,13 @@ def plan(snapshot: Snapshot, policy: Policy | None = None, previous: Plan | None
     # If the time limit cut the solve short before the lower priority levels were optimized,
     # the result can be lexicographically worse than best-fit: then best-fit it is.
     levels = sorted({j.priority for j in snapshot.jobs}, reverse=True)
-    if _by_level(greedy.placements, snapshot, levels) > _by_level(placements, snapshot, levels):
+    # Moves must buy a strictly better plan than the best one known without them.
+    by_greedy = _by_level(greedy.placements, snapshot, levels)
+    by_plan = _by_level(placements, snapshot, levels)
+    worse = by_greedy > by_plan or (bool(sol.moved) and not by_plan > by_greedy)
+    if worse:
         placements = list(greedy.placements)
-        sol.evicted = set()
+        sol.evicted, sol.moved, sol.moves_status = set(), set(), ""
         sol.status = "FEASIBLE"
         counts = Counter(p.job for p in placements)
         placed = {j for j, s in enumerate(inst.jobs) if counts[s.job.key] > len(s.running)}
@@ -78,7 +82,11 @@ def plan(snapshot: Snapshot, policy: Policy | None = None, previous: Plan | None
     unscheduled = []
     for j, state in enumerate(inst.jobs):
         job = state.job
-        if j in sol.evicted:
+        if state.clone_of is not None:
+            continue  # a move's copy: reported with the move
+        if j in sol.moved:
+            evictions.append(_move(job, snapshot, placements, jobs_by_key))
+        elif j in sol.evicted:
             evictions.append(
                 Eviction(job.key, f"preempted (priority {job.priority}) for higher-priority jobs")
             )
@@ -86,7 +94,20 @@ def plan(snapshot: Snapshot, policy: Policy | None = None, previous: Plan | None
         elif not state.running and j not in placed and job.replicas > 0:
             reason = explainer.why(job, state.lo or job.min_replicas)
             unscheduled.append(Unscheduled(job.key, reason))
-    return _result(sol, started, placements, evictions, unscheduled)
+    return replace(
+        _result(sol, started, placements, evictions, unscheduled), moves_status=sol.moves_status
+    )
+
+
+def _move(
+    job: Job, snapshot: Snapshot, placements: Sequence[Placement], jobs: Mapping[str, Job]
+) -> Eviction:
+    """A moved job: where its pods go in this plan, and whom its old nodes serve."""
+    to = tuple(sorted({p.node for p in placements if p.job == job.key}))
+    served = queue_report.beneficiaries(job.key, snapshot.pods, placements, jobs)
+    names = tuple(sorted({b.key for b in served if b.key != job.key}))
+    reason = f"moved to {', '.join(to)} to make room for {', '.join(names) or 'waiting jobs'}"
+    return Eviction(job.key, reason, moved_to=to, for_jobs=names)
 
 
 def _result(

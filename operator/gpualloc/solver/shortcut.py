@@ -43,6 +43,8 @@ def greedy_is_optimal(inst: Instance, greedy: Plan, policy: Policy) -> Solution 
     new = [p for p in greedy.placements if (p.job, p.node, p.replica) not in running]
     placed = Counter(p.job for p in new)
     for state in inst.jobs:
+        if state.clone_of is not None:
+            continue  # a move's copy: with every waiting job placed, no move buys anything
         if state.hi > 0 and inst.shapes[state.shape].classes and placed[state.job.key] < state.hi:
             return None
     by_key = {s.job.key: s.job for s in inst.jobs}

@@ -153,8 +153,8 @@ def greedy_placements(inst: Instance) -> dict[int, list[str]]:
     cluster = _Cluster(inst)
     placed: dict[int, list[str]] = {}
     for j, state in enumerate(inst.jobs):
-        if state.hi == 0 or not inst.shapes[state.shape].classes:
-            continue
+        if state.hi == 0 or state.clone_of is not None or not inst.shapes[state.shape].classes:
+            continue  # (a move's copy is placed only by the CP-SAT plan)
         chosen = _place(cluster, state, effective(state.job.topology, inst.levels))
         if len(chosen) < state.lo:
             cluster.give_back(state, chosen)
