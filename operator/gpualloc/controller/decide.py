@@ -241,21 +241,26 @@ def decide(state: ClusterState, previous: Plan | None = None, memo: Memo | None 
             # not a planned job's: capacity held by someone else (terminating pods included)
             held = replace(held, job=None, replica=None)
         running.append(held)
-    models = tuple(w.model for w in active.values() if w.model is not None)
-    snapshot = Snapshot(tuple(nodes), tuple(running), models, tuple(queues))
+    models = _with_moves(active, state.now, policy)
+    snapshot = Snapshot(tuple(nodes), tuple(running), models, tuple(queues), now=state.now)
     in_flight = _preemption_in_flight(state, owned, jobs_by_key)
     plan_policy = replace(policy, preemption=False) if in_flight else policy
     result = solve(snapshot, plan_policy, previous)
 
     # -- 5. writes: evictions first, then pins and creates of placed pods
     held_nodes: set[str] = set()
+    moved: set[str] = set()  # re-placed once their pods are gone (see _with_moves)
     for eviction in result.evictions:
         victim = works[eviction.job]
         held_nodes |= {n for p in victim.pods if (n := committed_node(p))}
         grace = _grace(victim.obj, policy)
         victim.doom(list(victim.pods), grace, evict=True)
         victim.create = {}
-        victim.outcome = replace(victim.outcome, evicted=eviction.reason)
+        victim.outcome = replace(
+            victim.outcome, evicted=eviction.reason, moved=bool(eviction.moved_to)
+        )
+        if eviction.moved_to:
+            moved.add(eviction.job)
     by_job: dict[str, list[tuple[int, str, int]]] = defaultdict(list)
     for p in result.placements:
         by_job[p.job].append((p.replica, p.node, p.gpus))
@@ -264,6 +269,8 @@ def decide(state: ClusterState, previous: Plan | None = None, memo: Memo | None 
     placed_creates: list[Write] = []
     placed_total = 0
     for key, placements in by_job.items():
+        if key in moved:
+            continue  # its pods are being evicted; the next rounds place it first
         work = active[key]
         actions = _placement_actions(work, placements, held_nodes, stamp)
         if actions is None:
@@ -601,6 +608,25 @@ def _next_bind_deadline(state: ClusterState, timeout: int) -> float | None:
         is not None
     ]
     return max(1.0, min(deadlines) + 1.0) if deadlines else None
+
+
+def _with_moves(active: Mapping[str, _Work], now: float, policy: Policy) -> tuple[Job, ...]:
+    """The jobs to plan. A job the plan moved waits for its pods to go and is then placed
+    before anything else, so the capacity its move counted on is its own (its priority is
+    raised above every other job's until it is placed again, for an hour at most)."""
+    models = {k: w.model for k, w in active.items() if w.model is not None}
+    top = max((m.priority for m in models.values()), default=0)
+    out = []
+    for key, model in models.items():
+        status = active[key].obj.get("status") or {}
+        moved_at = _seconds(status.get("lastMovedTime")) or 0.0
+        model = replace(model, moved_at=moved_at)  # a status field: not in the parse memo
+        waiting = status.get("phase") not in ("Allocated", "Running", "Succeeded", "Failed")
+        window = max(3600, policy.defragmentation.cooldown_seconds)
+        if moved_at and waiting and now - moved_at < window:
+            model = replace(model, priority=top + 1)
+        out.append(model)
+    return tuple(out)
 
 
 def _placement_actions(

@@ -21,6 +21,7 @@ class Outcome:
     placed: dict[int, tuple[str, int]] = field(default_factory=dict)  # replica -> (node, gpus)
     unscheduled: str | None = None  # the planner's reason
     evicted: str | None = None  # eviction reason
+    moved: bool = False  # the eviction is a move (defragmentation): re-placed next
     lost: bool = False  # pods were lost (node gone) and are being re-placed
     invalid: str | None = None  # the spec could not be used (or is not allowed)
     conflict: str | None = None  # a pod of its name exists that is not the job's
@@ -168,6 +169,15 @@ def job_report(job: Obj, pods: list[Obj], outcome: Outcome, desired: int, stamp:
         ],
     }
 
+    moved = next((c for c in previous if c.get("type") == "Moved"), None)
+    if outcome.moved:  # why and for whom, kept until it is moved again
+        moved = _condition("Moved", True, "Defragmentation", message, previous, generation, stamp)
+        moved["lastTransitionTime"] = stamp
+    if moved is not None:
+        status["conditions"].append(moved)
+    last_moved = stamp if outcome.moved else old.get("lastMovedTime")
+    if last_moved:
+        status["lastMovedTime"] = last_moved
     restarts = outcome.restarts if outcome.restarts is not None else old.get("restarts")
     if restarts:
         status["restarts"] = restarts
@@ -191,7 +201,11 @@ def job_report(job: Obj, pods: list[Obj], outcome: Outcome, desired: int, stamp:
     if phase == "Unschedulable" and old_phase != "Unschedulable":
         events.append(("Warning", "Unschedulable", message))
     if outcome.evicted:
-        events.append(("Warning", "Preempted", outcome.evicted))
+        events.append(
+            ("Normal", "Moved", outcome.evicted)
+            if outcome.moved
+            else ("Warning", "Preempted", outcome.evicted)
+        )
     if phase in ("Succeeded", "Failed") and old_phase != phase:
         events.append(("Normal" if phase == "Succeeded" else "Warning", phase, message))
     return Report(status, events)
