@@ -18,7 +18,13 @@ from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders import prometheus, stat, table, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common
-from grafana_foundation_sdk.models.dashboard import DashboardCursorSync, DataSourceRef
+from grafana_foundation_sdk.models.dashboard import (
+    DashboardCursorSync,
+    DataSourceRef,
+    VariableOption,
+    VariableRefresh,
+    VariableSort,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "helm" / "gpualloc" / "files" / "dashboard.json"
@@ -185,6 +191,44 @@ ROWS: list[tuple[str, list[PanelSpec]]] = [
         ],
     ),
     (
+        # repeated for each queue the `queue` variable selects (REPEAT_BY)
+        "Queue $queue",
+        [
+            PanelSpec(
+                "GPUs of $queue by product",
+                "GPUs the queue's jobs hold per GPU product, and its nominal quota and "
+                "borrowed GPUs per quota entry (product: a GPU product or *).",
+                (
+                    Query(
+                        'sum by (product) (gpualloc_queue_allocated_gpus{queue="$queue"})',
+                        "{{product}} in use",
+                    ),
+                    Query(
+                        'sum by (product) (gpualloc_queue_nominal_gpus{queue="$queue"})',
+                        "{{product}} nominal",
+                    ),
+                    Query(
+                        'sum by (product) (gpualloc_queue_borrowed_gpus{queue="$queue"})',
+                        "{{product}} borrowed",
+                    ),
+                ),
+                width=12,
+            ),
+            PanelSpec(
+                "Pending jobs of $queue",
+                "The queue's jobs (its children's included) the last plan could not place.",
+                (Query('sum(gpualloc_queue_pending_jobs{queue="$queue"})', "pending"),),
+                width=6,
+            ),
+            PanelSpec(
+                "Fair share of $queue",
+                "The queue's borrowed GPUs / weight after the last plan.",
+                (Query('max(gpualloc_queue_fair_share{queue="$queue"})', "fair share"),),
+                width=6,
+            ),
+        ],
+    ),
+    (
         "Solver",
         [
             PanelSpec(
@@ -287,6 +331,26 @@ ROWS: list[tuple[str, list[PanelSpec]]] = [
 ]
 
 
+# Rows repeated per value of a template variable, and that variable's query
+REPEAT_BY = {"Queue $queue": "queue"}
+QUEUE_VALUES = "label_values(gpualloc_queue_nominal_gpus, queue)"
+
+
+def _queue_variable() -> db.QueryVariable:
+    return (
+        db.QueryVariable("queue")
+        .label("Queue")
+        .description("GPUQueues whose row to show ((cluster): the implicit queue).")
+        .datasource(DATASOURCE)
+        .query(QUEUE_VALUES)
+        .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(VariableSort.ALPHABETICAL_ASC)
+        .multi(True)
+        .include_all(True)
+        .current(VariableOption(selected=True, text=["All"], value=["$__all"]))  # every queue
+    )
+
+
 def _targets(builder: AnyPanel, spec: PanelSpec) -> None:
     for i, q in enumerate(spec.queries):
         target = prometheus.Dataquery().expr(q.expr).ref_id(chr(ord("A") + i))
@@ -340,7 +404,8 @@ def build() -> db.Dashboard:
         .uid(UID)
         .description(
             "Allocation of GPU nodes to LLM training and inference jobs by gpualloc: "
-            "allocation ratio, waiting work, solver health, GPU health (DCGM)."
+            "allocation ratio, waiting work, GPU queues (a row per queue), solver health, "
+            "GPU health (DCGM)."
         )
         .tags(["gpualloc", "gpu"])
         .refresh("30s")
@@ -348,10 +413,14 @@ def build() -> db.Dashboard:
         .timezone("browser")
         .tooltip(DashboardCursorSync.CROSSHAIR)
         .with_variable(db.DatasourceVariable("datasource").label("Data source").type("prometheus"))
+        .with_variable(_queue_variable())
     )
     next_id = 1
     for row, panels in ROWS:
-        dash = dash.with_row(db.Row(row).id(next_id))
+        header = db.Row(row).id(next_id)
+        if row in REPEAT_BY:
+            header = header.repeat(REPEAT_BY[row])
+        dash = dash.with_row(header)
         next_id += 1
         for spec in panels:
             dash = dash.with_panel(_panel(spec, next_id))

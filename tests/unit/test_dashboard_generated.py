@@ -49,6 +49,45 @@ def test_dashboard_has_the_panels_and_a_datasource_variable() -> None:
     for panel in panels:
         assert panel["description"] and panel["targets"], panel["title"]
         assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
-    assert [v["name"] for v in dashboard["templating"]["list"]] == ["datasource"]
+    # a data source picker and a queue picker, nothing else to set before panels show data
+    assert [v["name"] for v in dashboard["templating"]["list"]] == ["datasource", "queue"]
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
+
+
+def _rows(dashboard: dict[str, Any]) -> dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """Each row and the panels under it (the panels that follow it, up to the next row)."""
+    rows: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+    current: list[dict[str, Any]] = []
+    for panel in dashboard["panels"]:
+        if panel["type"] == "row":
+            current = []
+            rows[panel["title"]] = (panel, current)
+        else:
+            current.append(panel)
+    return rows
+
+
+def test_a_row_per_queue_repeats_over_the_queue_variable() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    queue = next(v for v in dashboard["templating"]["list"] if v["name"] == "queue")
+    # every queue the operator exports, all shown unless the user picks some
+    assert queue["type"] == "query" and queue["multi"] and queue["includeAll"]
+    assert queue["query"] == "label_values(gpualloc_queue_nominal_gpus, queue)"
+    assert queue["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+    assert queue["current"]["value"] == ["$__all"]
+    repeated = [(row, panels) for row, panels in _rows(dashboard).values() if row.get("repeat")]
+    assert len(repeated) == 1
+    row, panels = repeated[0]
+    assert row["repeat"] == "queue" and "$queue" in row["title"]
+    assert {p["title"] for p in panels} == {
+        "GPUs of $queue by product",
+        "Pending jobs of $queue",
+        "Fair share of $queue",
+    }
+    for panel in panels:  # each instance of the row shows its own queue only
+        for target in panel["targets"]:
+            assert 'queue="$queue"' in target["expr"], panel["title"]
+    # the overview row still compares all queues in one place
+    overview = _rows(dashboard)["GPU queues"][1]
+    assert all("$queue" not in t["expr"] for p in overview for t in p["targets"])
