@@ -41,6 +41,7 @@ def queued_snapshot(nodes: int, jobs: int, queues: int, seed: int, star: bool) -
     capacity: dict[str, int] = defaultdict(int)
     for n in base.nodes:
         capacity[n.product] += n.gpus
+    quota: list[tuple[QueueQuota, ...]]
     if star:
         total = sum(capacity.values())
         quota = [(QueueQuota("*", int(0.8 * total) // queues),) for _ in names]
@@ -115,8 +116,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         s = queued_snapshot(args.nodes, args.jobs, args.queues, seed, args.star)
         row: dict[str, Any] = {"seed": seed}
         for name, snapshot in (("queues", s), ("no-queues", replace(s, queues=()))):
-            if args.profile:
-                row[f"{name}-profile"] = profile(snapshot, policy)
+            if args.profile and name == "queues":
+                row["profile"] = profile(snapshot, policy)
             wall, c = time.monotonic(), cpu()
             p = plan(snapshot, policy)
             row[name] = {
@@ -145,7 +146,14 @@ def main() -> None:
     result = run(args)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps(result, indent=1))
+    for row in result["runs"]:
+        for stage in row.get("profile", {}).get("stages", []):
+            name = stage["names"][0][:60]
+            print(
+                f"  {name:60} {stage['status']:9} {stage['objective']:>20} "
+                f"{stage['bound']:>20} {stage['seconds']:6.2f}s"
+            )
+        print(json.dumps({k: v for k, v in row.items() if k != "profile"}))
 
 
 if __name__ == "__main__":

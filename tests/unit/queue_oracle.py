@@ -185,11 +185,14 @@ class Scorer:
     def _fairness(
         self, use: dict[str, dict[str, int]], within: dict[str, dict[str, int]]
     ) -> list[tuple[Fraction, ...]]:
+        """Per family: for k = 1, 2, ... the sum over its pools of the k smallest shares in
+        each pool (pools with at least k members)."""
         out = []
         for family in self.tree.families():
             entries = [
                 b.products for q in family for b in self.tree.nodes[q].buckets if b.nominal > 0
             ]
+            sorted_shares: list[list[Fraction]] = []
             for pool in pools(self.tree.products, entries):
                 members = [
                     q
@@ -203,7 +206,16 @@ class Scorer:
                     / Fraction(self.tree.nodes[q].queue.weight)
                     for q in members
                 ]
-                out.append(tuple(sorted(shares)))
+                sorted_shares.append(sorted(shares))
+            most = max((len(s) for s in sorted_shares), default=0)
+            out.append(
+                tuple(
+                    sum(
+                        (sum(s[:k], Fraction(0)) for s in sorted_shares if len(s) >= k), Fraction(0)
+                    )
+                    for k in range(1, most + 1)
+                )
+            )
         return out
 
     def usage(self, a: Assignment) -> tuple[int, ...]:

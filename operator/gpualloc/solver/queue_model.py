@@ -474,7 +474,7 @@ class QueueModel:
         per priority level, highest first."""
         inst = self.m.inst
         depth = {q: len(n.path) - 1 for q, n in self.tree.nodes.items()}
-        objs = []
+        objs: list[Objective] = []
         for d in sorted(set(depth.values())):
             for level in levels:
                 terms: list[Expr] = []
@@ -501,7 +501,9 @@ class QueueModel:
                             f"{GUARANTEE_LEVEL}{d}@priority={level}",
                             cp_model.LinearExpr.sum(terms),
                             span,
-                            separate=True,
+                            # one stage for all levels (weighted in strict order) while
+                            # the weights stay exact: one search instead of one per level
+                            separate=not objs,
                         )
                     )
         return objs
@@ -514,7 +516,9 @@ class QueueModel:
         members = self.subtrees[name]
         used = [t for q in members for p in pool for t in self.used.get((q, p), [])]
         within = [t for q in members for p in pool for t in self.guaranteed.get((name, q, p), [])]
-        bound = self._running(members, pool) + self._demand(name, pool)
+        running = self._running(members, pool)
+        capacity = sum(self.m.inst.product_capacity.get(p, 0) for p in pool)
+        bound = min(running + self._demand(name, pool), max(capacity, running))
         borrowed = self.model.new_int_var(0, bound, f"b{name}_{min(pool)}")
         self.model.add(borrowed == cp_model.LinearExpr.sum(used) - cp_model.LinearExpr.sum(within))
         return borrowed, bound
@@ -532,37 +536,62 @@ class QueueModel:
         return total
 
     def fairness_objectives(self) -> list[Objective]:
-        """Per family, top down, and per pool of products its members' quota entries share
-        (each product alone when every entry names one product; `*` pools them all): maximize
-        the sum of the k smallest weighted shares for k = 1..n in turn, i.e. the leximin of
-        borrowed GPUs / weight."""
+        """Per family, top down: the leximin of borrowed GPUs / weight, per pool of products
+        its members' quota entries share (each product alone when every entry names one
+        product; `*` pools them all). Stage k maximizes the sum over the pools of the k
+        smallest weighted shares in each, k = 1..n (Ogryczak's ordered formulation; pools
+        that no job can use both of are levelled independently, as if one after the other,
+        in n stages instead of n per pool)."""
         objs: list[Objective] = []
         for family in self.tree.families():
             entries = [
                 b.products for q in family for b in self.tree.nodes[q].buckets if b.nominal > 0
             ]
+            per_k: dict[int, list[tuple[Expr, int]]] = defaultdict(list)
+            labels = []
+            weighted = [q for q in family if self.tree.nodes[q].queue.weight > 0]
+            # one scale for the family, so shares add up across pools
+            scale = dict(
+                zip(
+                    weighted,
+                    _multipliers([self.tree.nodes[q].queue.weight for q in weighted]),
+                    strict=True,
+                )
+            )
             for pool in _pools(self.tree.products, entries):
-                objs += self._leximin(family, pool)
+                members = [q for q in weighted if self._demand(q, pool) > 0]
+                if len(members) < 2:
+                    continue
+                labels.append(ANY_PRODUCT if pool == self.tree.products else "+".join(sorted(pool)))
+                mults = [scale[q] for q in members]
+                for k, term in enumerate(self._smallest_sums(members, mults, pool, labels[-1]), 1):
+                    per_k[k].append(term)
+            for k, terms in sorted(per_k.items()):
+                objs.append(
+                    Objective(
+                        f"{FAIR}{','.join(weighted)}@{'|'.join(labels)}:{k}",
+                        cp_model.LinearExpr.sum([expr for expr, _ in terms]),
+                        sum(span for _, span in terms),
+                        # k > 1 in the same stage (weighted in strict order) while the
+                        # weights stay exact: one search instead of one per k
+                        separate=k == 1,
+                    )
+                )
         return objs
 
-    def _leximin(self, family: list[str], pool: frozenset[str]) -> list[Objective]:
-        members = [
-            q for q in family if self.tree.nodes[q].queue.weight > 0 and self._demand(q, pool) > 0
-        ]
-        if len(members) < 2:
-            return []
-        scale = _multipliers([self.tree.nodes[q].queue.weight for q in members])
+    def _smallest_sums(
+        self, members: list[str], scale: list[int], pool: frozenset[str], name: str
+    ) -> list[tuple[Expr, int]]:
+        """For k = 1..n, the sum of the k smallest weighted shares (borrowed x scale, the
+        scale in inverse proportion to the weight; as k r - the shortfalls below r,
+        maximized) and its span."""
         shares: list[cp_model.LinearExpr] = []
         top = 0
         for q, mult in zip(members, scale, strict=True):
             borrowed, bound = self._borrowed(q, pool)
             shares.append(cp_model.LinearExpr.term(borrowed, mult))
             top = max(top, mult * bound)
-        if top == 0:
-            return []
-        label = ANY_PRODUCT if pool == self.tree.products else "+".join(sorted(pool))
-        name = f"{','.join(members)}@{label}"
-        objs = []
+        out: list[tuple[Expr, int]] = []
         for k in range(1, len(members) + 1):
             r = self.model.new_int_var(0, top, f"r{name}_{k}")
             gaps = []
@@ -570,15 +599,8 @@ class QueueModel:
                 d = self.model.new_int_var(0, top, f"d{name}_{k}_{i}")
                 self.model.add(d >= r - share)
                 gaps.append(d)
-            objs.append(
-                Objective(
-                    f"{FAIR}{name}:{k}",
-                    k * r - cp_model.LinearExpr.sum(gaps),
-                    k * top,
-                    separate=True,
-                )
-            )
-        return objs
+            out.append((k * r - cp_model.LinearExpr.sum(gaps), k * top))
+        return out
 
     def newest_victims(self) -> Objective | None:
         """Among equally few evictions, the most recently started jobs (least work lost)."""
