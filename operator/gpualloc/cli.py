@@ -1,13 +1,40 @@
-"""The `gpualloc` command line: run | plan | simulate | bench."""
+"""The `gpualloc` command line: run | plan | explain | simulate | bench."""
 
 from __future__ import annotations
+
+import importlib
 
 import click
 
 from gpualloc import __version__
 
+# Each command is imported only when it runs: `gpualloc run` must not load what plan and
+# simulate need (the operator keeps pandas out of its memory, see cli_run._without_pandas).
+COMMANDS = {
+    "run": "gpualloc.cli_run:run_command",
+    "plan": "gpualloc.cli_plan:plan_command",
+    "explain": "gpualloc.cli_explain:explain_command",
+    "simulate": "gpualloc.cli_simulate:simulate_command",
+    "bench": "gpualloc.cli_bench:bench_group",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use (click's documented pattern)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *COMMANDS])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        module, attr = COMMANDS[cmd_name].split(":")
+        command = getattr(importlib.import_module(module), attr)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="gpualloc")
 def main() -> None:
     """gpualloc: allocate LLM training and inference jobs to GPU nodes globally.
@@ -20,22 +47,6 @@ def main() -> None:
     gpualloc bench     benchmarks that write JSON results
     """
 
-
-def _register() -> None:
-    from gpualloc.cli_bench import bench_group
-    from gpualloc.cli_explain import explain_command
-    from gpualloc.cli_plan import plan_command
-    from gpualloc.cli_run import run_command
-    from gpualloc.cli_simulate import simulate_command
-
-    main.add_command(plan_command)
-    main.add_command(explain_command)
-    main.add_command(run_command)
-    main.add_command(bench_group)
-    main.add_command(simulate_command)
-
-
-_register()
 
 if __name__ == "__main__":
     main()

@@ -11,7 +11,11 @@ import pytest
 pytestmark = pytest.mark.unit
 
 _SCRIPT = """
-import resource, sys
+import sys
+import click
+from gpualloc.cli import main
+main.get_command(click.Context(main), "run")  # what `gpualloc run` loads before its body
+assert "pandas" not in sys.modules, "the CLI loaded pandas before the operator started"
 from gpualloc.cli_run import _without_pandas
 _without_pandas()
 import gpualloc.controller.handlers
