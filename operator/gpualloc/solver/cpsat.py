@@ -436,14 +436,28 @@ class AllocationModel:
             sol.slot_types, sol.replica_types = self.queues.types(solver, sol)
         if self.topology is not None:
             sol.domain_replicas = self.topology.domain_replicas(solver)
+            greedy = {j: len(nodes) for j, nodes in (self.fallback or {}).items()}
+            if self._by_level(greedy) > self._by_level(sol.new_replicas):
+                # cut short before the lower levels: topology-aware best-fit is better there
+                return self._fallback_plan(sol)
         return sol
 
+    def _by_level(self, new: dict[int, int]) -> list[int]:
+        """New GPUs per priority level, highest first (compared as a tuple: objective level 1)."""
+        gpus: dict[int, int] = defaultdict(int)
+        for j, count in new.items():
+            gpus[self.inst.jobs[j].job.priority] += self.inst.jobs[j].job.gpus_per_replica * count
+        levels = sorted({s.job.priority for s in self.inst.jobs}, reverse=True)
+        return [gpus[level] for level in levels]
+
     def _fallback_plan(self, sol: Solution) -> Solution:
-        """No solution in the time limit: topology-aware best-fit (a plan that keeps every
-        job's topology; best-fit unaware of it would not) rather than nothing."""
+        """No solution in the time limit (or one cut short before the lower priority levels):
+        topology-aware best-fit, a plan that keeps every job's topology (best-fit unaware of
+        it would not)."""
         if self.fallback is None or self.topology is None:
             return sol
         sol.status = "FEASIBLE"
+        sol.evicted, sol.slot_types, sol.replica_types = set(), {}, {}
         sol.new_replicas = {j: len(nodes) for j, nodes in self.fallback.items()}
         counts, _ = self.topology.hint(self.fallback)
         sol.counts = {key: n for key, n in counts.items() if n}
