@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -23,6 +25,7 @@ from gpualloc.model import Plan, Policy, Snapshot, Unscheduled
 from gpualloc.solver import plan as solve
 from gpualloc.solver.queues import choose_queue
 from gpualloc.solver.topology import describe, spans
+from gpualloc.solver.unblock import unblock
 
 
 def _objects(path: str | None, kinds: tuple[str, ...], default_kind: str | None) -> list[Any]:
@@ -125,7 +128,13 @@ def _domains(result: Plan, snap: Snapshot, levels: tuple[str, ...]) -> dict[str,
     return found
 
 
-def _table(result: Plan, snap: Snapshot, levels: tuple[str, ...] = ()) -> str:
+def _table(
+    result: Plan,
+    snap: Snapshot,
+    levels: tuple[str, ...] = (),
+    unblocks: Mapping[str, str] | None = None,
+) -> str:
+    unblocks = unblocks or {}
     lines = [
         f"status {result.status}   objective {result.objective:g}   bound {result.bound:g}"
         f"   gap {result.gap:.2%}   solved in {result.solve_seconds:.2f}s",
@@ -165,7 +174,11 @@ def _table(result: Plan, snap: Snapshot, levels: tuple[str, ...] = ()) -> str:
         "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[5] for r in rows
     ]
     for e in result.evictions:
-        lines.append(f"evict {e.job}: {e.reason}")
+        lines.append(f"{'move' if e.moved_to else 'evict'} {e.job}: {e.reason}")
+    if any(e.moved_to for e in result.evictions) and result.moves_status:
+        lines.append(f"moves chosen: {result.moves_status} (OPTIMAL: none losing less work)")
+    for key, answer in unblocks.items():
+        lines.append(f"unblock {key}: {answer}")
     lines += _queue_lines(result)
     return "\n".join(lines)
 
@@ -204,6 +217,14 @@ def _table(result: Plan, snap: Snapshot, levels: tuple[str, ...] = ()) -> str:
     help="Solver time limit in seconds (overrides the policy).",
 )
 @click.option(
+    "--unblock-budget",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Seconds to spend, in the table, on what would let each waiting job run now "
+    "(evictions, smaller shapes, other products, when capacity frees up); 0 = skip.",
+)
+@click.option(
     "-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True
 )
 def plan_command(
@@ -213,6 +234,7 @@ def plan_command(
     policy: str | None,
     queues: str | None,
     time_limit: float | None,
+    unblock_budget: float,
     output: str,
 ) -> None:
     """Show where gpualloc would place the jobs, globally and optimally, and why any wait.
@@ -231,6 +253,7 @@ def plan_command(
         raise click.ClickException(str(err)) from None
     if time_limit is not None:
         pol = replace(pol, time_limit_seconds=time_limit)
+    snap = replace(snap, now=time.time())  # running pods' ages: moves and lost work
     snap, refused = _known_levels(snap, pol)
     snap, left_out = _in_queues(snap, pol)
     left_out += refused
@@ -242,7 +265,23 @@ def plan_command(
         json.dump(result.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        click.echo(_table(result, snap, pol.topology_levels))
+        unblocks = _unblocks(snap, pol, result, unblock_budget)
+        click.echo(_table(result, snap, pol.topology_levels, unblocks))
+
+
+def _unblocks(snap: Snapshot, policy: Policy, result: Plan, budget: float) -> dict[str, str]:
+    """What would let each waiting job run now, sharing `budget` seconds between them."""
+    planned = {j.key for j in snap.jobs}
+    waiting = [u.job for u in result.unscheduled if u.job in planned]
+    found: dict[str, str] = {}
+    deadline = time.monotonic() + budget
+    for i, key in enumerate(waiting):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        answer = unblock(snap, policy, key, snap.now, left / (len(waiting) - i))
+        found[key] = answer.message()
+    return found
 
 
 __all__ = ["plan_command"]

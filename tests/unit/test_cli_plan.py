@@ -112,3 +112,27 @@ def test_inference_scaled_to_zero_places_nothing(tmp_path: Path) -> None:
     assert code == 0, out
     doc = json.loads(out)
     assert doc["placements"] == [] and doc["unscheduled"] == []
+
+
+def test_table_says_what_would_unblock_a_waiting_job() -> None:
+    # llama-70b needs 3 x 8 H100 and 2 exist: it would fit with 2 workers
+    code, out = _run(
+        "--nodes",
+        str(DATA / "nodes.yaml"),
+        "--jobs",
+        str(DATA / "jobs.yaml"),
+        "--pods",
+        str(DATA / "pods.yaml"),
+    )
+    assert code == 0, out
+    line = next(x for x in out.splitlines() if x.startswith("unblock research/llama-70b:"))
+    assert "with 2 workers instead of 3" in line
+    code, out = _run(
+        "--nodes",
+        str(DATA / "nodes.yaml"),
+        "--jobs",
+        str(DATA / "jobs.yaml"),
+        "--unblock-budget",
+        "0",
+    )
+    assert code == 0 and "unblock " not in out

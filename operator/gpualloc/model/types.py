@@ -280,24 +280,36 @@ class Plan:
 
     def to_json(self) -> dict[str, object]:
         """The JSON contract of `gpualloc plan -o json` (DESIGN.md section 6)."""
-        return {
-            "status": self.status,
-            "objective": self.objective,
-            "bound": self.bound,
-            "solve_seconds": round(self.solve_seconds, 4),
-            "placements": [
-                {
-                    "job": p.job,
-                    "kind": str(p.kind),
-                    "replica": p.replica,
-                    "node": p.node,
-                    "gpus": p.gpus,
-                }
-                for p in self.placements
-            ],
-            "evictions": [{"job": e.job, "reason": e.reason} for e in self.evictions],
-            "unscheduled": [{"job": u.job, "reason": u.reason} for u in self.unscheduled],
-        } | ({"queues": self._queues_json()} if self.queues else {})
+        return (
+            {
+                "status": self.status,
+                "objective": self.objective,
+                "bound": self.bound,
+                "solve_seconds": round(self.solve_seconds, 4),
+                "placements": [
+                    {
+                        "job": p.job,
+                        "kind": str(p.kind),
+                        "replica": p.replica,
+                        "node": p.node,
+                        "gpus": p.gpus,
+                    }
+                    for p in self.placements
+                ],
+                "evictions": [
+                    {"job": e.job, "reason": e.reason}
+                    | (
+                        {"moved_to": list(e.moved_to), "for": list(e.for_jobs)}
+                        if e.moved_to
+                        else {}
+                    )
+                    for e in self.evictions
+                ],
+                "unscheduled": [{"job": u.job, "reason": u.reason} for u in self.unscheduled],
+            }
+            | ({"queues": self._queues_json()} if self.queues else {})
+            | ({"moves_status": self.moves_status} if self.moves_status else {})
+        )
 
     def _queues_json(self) -> dict[str, object]:
         return {
