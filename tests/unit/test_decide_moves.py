@@ -68,3 +68,10 @@ def test_a_job_that_is_not_movable_is_not_touched() -> None:
     )
     assert not deleted(d)
     assert status(d, "g")["phase"] == "Unschedulable"
+
+
+def test_a_waiting_job_message_carries_what_would_unblock_it() -> None:
+    g = gang("g", 2, 8, status={"phase": "Unschedulable", "unblock": {"message": "evict ns/m"}})
+    d = run([node("n1")], [g])
+    assert status(d, "g")["message"].endswith("; to run now: evict ns/m")
+    assert status(d, "g")["phase"] == "Unschedulable"

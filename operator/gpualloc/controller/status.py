@@ -118,6 +118,9 @@ def job_report(job: Obj, pods: list[Obj], outcome: Outcome, desired: int, stamp:
         keep = old_phase == "Preempted" and outcome.unscheduled.startswith("preempted")
         phase = "Preempted" if keep else "Unschedulable"
         message = old.get("message", "") if keep else outcome.unscheduled
+        hint = (old.get("unblock") or {}).get("message")  # controller/unblocker.py's answer
+        if hint and not keep:
+            message = f"{message}; to run now: {hint}"
     elif desired == 0:
         phase, message = "Pending", "scaled to 0 replicas"
     else:
