@@ -225,7 +225,7 @@ def test_names_up_to_52_characters_are_accepted(kube: Kube, crds: None) -> None:
 def test_the_samples_are_accepted(kube: Kube, crds: None) -> None:
     docs = [
         d
-        for path in sorted((REPO / "manifests" / "samples").glob("*.yaml"))
+        for path in sorted((REPO / "manifests" / "samples").rglob("*.yaml"))
         for d in yaml.safe_load_all(path.read_text())
         if d
     ]
