@@ -8,10 +8,14 @@ answer use `plan` too.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from click.testing import CliRunner
 
+from gpualloc.cli import main
 from gpualloc.k8s.convert import SpecError, job_from_k8s, policy_from_k8s
 from gpualloc.model import Job, Placement, Plan, Policy, RunningPod, TopologyRequest, Unscheduled
 from gpualloc.solver import plan
@@ -319,3 +323,32 @@ def test_topology_aware_best_fit_keeps_requests_and_is_the_fallback_plan() -> No
         ("ns/rack", "r20"),
         ("ns/rack", "r21"),
     ]
+
+
+# -- gpualloc plan -o table ------------------------------------------------------------
+def _k8s_node(name: str, rack: str) -> dict[str, Any]:
+    labels = {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3", ZONE: "z", RACK: rack}
+    return {
+        "kind": "Node",
+        "metadata": {"name": name, "labels": {**labels, "nvidia.com/gpu.memory": "81559"}},
+        "status": {"allocatable": {"cpu": "96", "memory": "1Ti", "nvidia.com/gpu": "8"}},
+    }
+
+
+def test_plan_table_shows_the_domains_each_gang_got(tmp_path: Path) -> None:
+    nodes = [_k8s_node(f"{r}-{i}", r) for r in ("r1", "r2") for i in range(2)]
+    jobs = [
+        job_obj({"required": RACK}) | {"metadata": {"name": "g", "namespace": "ns"}},
+        job_obj({"required": CLIQUE}) | {"metadata": {"name": "typo", "namespace": "ns"}},
+    ]
+    policy = {"kind": "AllocationPolicy", "metadata": {"name": "default"}}
+    policy["spec"] = {"topology": {"levels": [ZONE, RACK]}}
+    for name, docs in (("nodes", nodes), ("jobs", jobs), ("policy", [policy])):
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump_all(docs))
+    args = [f"--{n}={tmp_path / n}.yaml" for n in ("nodes", "jobs", "policy")]
+    result = CliRunner().invoke(main, ["plan", *args, "-o", "table"])
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if line.startswith("ns/g "))
+    assert row.endswith("in 1 rack (z/r1)") or row.endswith("in 1 rack (z/r2)"), row
+    typo = next(line for line in result.output.splitlines() if line.startswith("ns/typo"))
+    assert f"refused: spec.topology.required: {CLIQUE} is not a topology level" in typo
