@@ -1,7 +1,8 @@
 """`make bench-sim`: the openb and Philly benchmarks, JSON under bench-results/ and a plot.
 
 Usage: python -m gpualloc.sim.bench_sim [--seeds 42,43,44] [--batch 8] [--jobs 2] [--out DIR]
-       [--lists default,...|all] [--policies gpualloc,fgd,...] [--no-philly] [--plot PNG]
+       [--lists default,...|all] [--policies gpualloc,fgd,...] [--no-philly] [--no-floor]
+       [--plot PNG]
        python -m gpualloc.sim.bench_sim --merge a/bench-sim.json,b/bench-sim.json --out DIR
        python -m gpualloc.sim.bench_sim --report DIR/bench-sim.json
 Runs every (pod list, policy, seed) through the same code as `gpualloc simulate`, in
@@ -90,6 +91,18 @@ def published(path: Path, pod_list: str) -> dict[str, dict[str, float]]:
         }
         for name, runs in rows.items()
     }
+
+
+def published_seeds(path: Path, pod_list: str, name: str) -> dict[int, dict[str, float]]:
+    """seed -> level -> unallocated GPU % of one published policy (a PUBLISHED value)."""
+    out: dict[int, dict[str, float]] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            if row["workload"] == f"openb_pod_list_{pod_list}" and (
+                PUBLISHED.get(row["sc_policy"]) == name
+            ):
+                out[int(row["seed"])] = {str(lv): 100 - float(row[str(lv)]) for lv in LEVELS}
+    return out
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
@@ -199,6 +212,39 @@ def differences(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def sampler_difference(report: dict[str, Any]) -> list[str]:
+    """Our policy minus the published one on each side's own samples (same seeds), with
+    twice the standard error of that difference (seed-to-seed spread of both sides): a
+    difference inside it is what two samplers alone give."""
+    lines = [
+        "Our fgd / best-fit minus the published FGD / BestFit, mean over the same seeds"
+        " (points; +- 2 standard errors)",
+        "",
+        "| pod list | policy | " + " | ".join(f"{lv}%" for lv in OVERVIEW_LEVELS) + " |",
+        "|---|---|" + "---:|" * len(OVERVIEW_LEVELS),
+    ]
+    for pod_list in report["mean_unallocated_gpu_pct"]:
+        for mine, theirs in (("fgd", "FGD (published)"), ("best-fit", "BestFit (published)")):
+            ours = [
+                r["unallocated_gpu_pct"]
+                for r in report["runs"]
+                if r["pod_list"] == pod_list and r["policy"] == mine
+            ]
+            seeds = {r["seed"] for r in report["runs"] if r["pod_list"] == pod_list}
+            pub = published_seeds(DATA / "openb" / "fgd_allocation_results.csv", pod_list, theirs)
+            other = [v for s, v in pub.items() if s in seeds]
+            if len(ours) < 2 or len(other) < 2:
+                continue
+            cells = []
+            for lv in OVERVIEW_LEVELS:
+                a, b = [r[lv] for r in ours], [r[lv] for r in other]
+                diff = statistics.mean(a) - statistics.mean(b)
+                se = (statistics.variance(a) / len(a) + statistics.variance(b) / len(b)) ** 0.5
+                cells.append(f"{diff:+.2f} (+-{2 * se:.2f})")
+            lines.append(f"| {pod_list} | {mine} | {' | '.join(cells)} |")
+    return [*lines, ""]
+
+
 def timings(report: dict[str, Any]) -> list[str]:
     """Seconds per run (the replay), per pod list and policy: mean and largest, wall and
     CPU (the machine may be shared; CPU is what the run itself costs)."""
@@ -227,7 +273,12 @@ def _cell(values: dict[str, float], level: str) -> str:
 
 def markdown(report: dict[str, Any]) -> str:
     """The tables of docs/benchmarks.md, from a bench-sim.json report."""
-    lines: list[str] = [*overview(report), *differences(report), *timings(report)]
+    lines: list[str] = [
+        *overview(report),
+        *differences(report),
+        *sampler_difference(report),
+        *timings(report),
+    ]
     seeds = ",".join(str(s) for s in report["seeds"])
     for pod_list, curves in report["mean_unallocated_gpu_pct"].items():
         levels = [lv for lv in next(iter(curves.values())) if int(lv) in (90, 95, 100, 110, 130)]
@@ -309,6 +360,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--plot", default="docs/simulator-openb.png")
     parser.add_argument("--report", help="only render REPORT (a bench-sim.json) as markdown")
     parser.add_argument("--no-philly", action="store_true", help="skip the Philly gang benchmark")
+    parser.add_argument(
+        "--no-floor", action="store_true", help="skip the floors (another part has them)"
+    )
     parser.add_argument("--merge", help="comma-separated bench-sim.json files to report as one")
     args = parser.parse_args(argv)
     if args.report:
@@ -332,7 +386,8 @@ def main(argv: list[str] | None = None) -> None:
     policies = args.policies.split(",")
     tasks = [(pl, pol, s, args.batch) for pol in policies for pl in lists for s in seeds]
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        floors = list(pool.map(_floor, [(pl, s) for pl in lists for s in seeds]))
+        floor_tasks = [] if args.no_floor else [(pl, s) for pl in lists for s in seeds]
+        floors = list(pool.map(_floor, floor_tasks))
         runs = list(pool.map(_run, tasks))
     trace = str(DATA / "philly" / "philly_jobs.csv")
     philly = (
