@@ -22,7 +22,7 @@ import json
 import random
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from gpualloc.solver.baselines import plan_greedy
 from gpualloc.solver.cpsat import AllocationModel
 from gpualloc.solver.instance import build_instance
 from gpualloc.solver.topology import respects_required, spans
+from gpualloc.solver.topology_greedy import greedy_placements
 
 ROOT = Path(__file__).resolve().parent.parent
 ZONE = "topology.kubernetes.io/zone"
@@ -125,14 +126,24 @@ def inside_one_domain(snapshot: Snapshot, result: Plan, aware: Snapshot) -> dict
     }
 
 
-def model_size(snapshot: Snapshot, policy: Policy) -> dict[str, int]:
+def model_size(snapshot: Snapshot, policy: Policy, result: Plan) -> dict[str, Any]:
+    """The CP-SAT model's size, and whether the plan is topology-aware best-fit's (the plan
+    kept when CP-SAT found none, or a worse one, in the time limit)."""
     inst = build_instance(snapshot, policy)
     model = AllocationModel(inst, policy)
+    running = {(p.job, p.node) for p in snapshot.pods}
+    new = Counter((p.job, p.node) for p in result.placements if (p.job, p.node) not in running)
+    greedy = Counter(
+        (inst.jobs[j].job.key, node)
+        for j, nodes in greedy_placements(inst).items()
+        for node in nodes
+    )
     return {
         "node_classes": len(inst.classes),
         "shapes": len(inst.shapes),
         "variables": len(model.model.proto.variables),
         "constraints": len(model.model.proto.constraints),
+        "plan_is_topology_best_fit": bool(new) and new == greedy,
     }
 
 
@@ -155,7 +166,7 @@ def run_case(nodes: int, jobs: int, limit: float, seed: int, finest: str) -> dic
             "wall_seconds": round(wall, 3),
             "cpu_seconds": round(cpu, 3),
             "allocation_gap": round(result.gap, 6),
-            **model_size(snap, policy),
+            **model_size(snap, policy, result),
             **inside_one_domain(snap, result, aware),
         }
     started = time.process_time()
