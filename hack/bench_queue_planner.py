@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import time
@@ -30,7 +31,8 @@ from gpualloc.solver.queues import QueueTree
 
 def queued_snapshot(nodes: int, jobs: int, queues: int, seed: int, star: bool) -> Snapshot:
     """The synthetic snapshot with its jobs spread round-robin over `queues` queues (weights
-    1, 2, 1, 2, ...), whose nominal quotas add up to 80% of each product; the first half of
+    1, 2, 1, 2, ...), whose nominal quotas add up to 80% of each product's GPUs that
+    unmanaged pods leave (or of all of them, `star`: one `*` entry); the first half of
     the jobs run where best fit puts them (started in job order), the rest wait."""
     base = synthetic_snapshot(nodes, jobs, seed=seed)
     names = [f"team-{i}" for i in range(queues)]
@@ -38,9 +40,10 @@ def queued_snapshot(nodes: int, jobs: int, queues: int, seed: int, star: bool) -
         replace(j, queue=names[i % queues], preemptible=j.preemptible or i % 3 != 0)
         for i, j in enumerate(base.jobs)
     ]
-    capacity: dict[str, int] = defaultdict(int)
+    capacity: dict[str, int] = defaultdict(int)  # GPUs not held by unmanaged pods
+    busy = defaultdict(int, {pod.node: pod.gpus for pod in base.pods})
     for n in base.nodes:
-        capacity[n.product] += n.gpus
+        capacity[n.product] += n.gpus - busy[n.name]
     quota: list[tuple[QueueQuota, ...]]
     if star:
         total = sum(capacity.values())
@@ -122,12 +125,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             p = plan(snapshot, policy)
             row[name] = {
                 "status": p.status,
+                "gap": round(p.gap, 4),
                 "wall_seconds": round(time.monotonic() - wall, 2),
                 "cpu_seconds": round(cpu() - c, 2),
                 "placed_gpus": sum(x.gpus for x in p.placements),
                 "evictions": len(p.evictions),
             }
             print(f"seed {seed} {name}: {row[name]}", file=sys.stderr, flush=True)
+        row["load_average"] = round(os.getloadavg()[0], 1)
         out["runs"].append(row)
     return out
 

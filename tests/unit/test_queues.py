@@ -392,6 +392,20 @@ def test_reclaim_evicts_the_newest_borrowing_job_in_the_same_plan_that_places_th
     assert p.holds["ns/b2"].nodes == ("n1",) and p.holds["ns/b2"].for_jobs == ("ns/a1",)
 
 
+def test_reclaim_takes_the_lowest_priority_borrower_before_the_newest() -> None:
+    # Kueue's candidate order: lower priority first, then the most recently admitted. b2
+    # (priority 1) started first, b1 (priority 5) last: b2 goes
+    jobs = [
+        in_queue("b", gang("b1", 1, 8, priority=5, preemptible=True)),
+        in_queue("b", gang("b2", 1, 8, priority=1, preemptible=True)),
+        in_queue("a", gang("a1", 1, 8)),
+    ]
+    pods = [running("b1", "n1", 8, started=200.0), running("b2", "n0", 8, started=100.0)]
+    s = snap(TWO, jobs, [q("a", h100(8)), q("b")], pods)
+    p = plan(s)
+    assert [e.job for e in p.evictions] == ["ns/b2"] and nodes_of(p, "a1") == ["n0"]
+
+
 def test_no_reclaim_from_work_within_nominal() -> None:
     # b uses exactly its nominal 16; a (nominal 0) may not take any of it
     s = snap(
