@@ -13,6 +13,7 @@ import pytest
 from gpualloc.sim.philly import TraceJob
 from gpualloc.sim.time_baselines import FifoBestFit, FreeMap, KaiLike, KueueLike, quotas_of
 from gpualloc.sim.time_metrics import jain, percentile, run_metrics, time_average, water_fill
+from gpualloc.sim.time_oracle import OracleSrpt
 from gpualloc.sim.timeline import Action, SimJob, SimNode, Simulation, job_of
 
 pytestmark = pytest.mark.unit
@@ -186,3 +187,13 @@ def test_metric_helpers_by_hand() -> None:
     assert water_fill(10, {"a": 3, "b": 1}, {"a": 100, "b": 100}) == {"a": 7.5, "b": 2.5}
     series = [(0.0, 4, 4), (10.0, 8, 0), (20.0, 0, 0)]
     assert time_average(series, 5, 15) == (6.0, 2.0)
+
+
+def test_the_oracle_reads_true_remaining_time_which_no_policy_may() -> None:
+    # A (8 GPUs) runs 1-101; B (100 s) and C (50 s) wait, C with the larger estimate: the
+    # oracle goes by the truth, C runs 102-152, then B 153-253
+    a, b, c = job(0, 0, 8, 100), job(1, 10, 8, 100), job(2, 20, 8, 50)
+    c.estimated_gpu_hours = 10 * b.estimated_gpu_hours
+    sim = Simulation(nodes(1), [a, b, c], start=0)
+    sim.run(OracleSrpt())
+    assert jct([a, b, c]) == [101, 243, 132]

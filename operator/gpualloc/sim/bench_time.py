@@ -62,7 +62,13 @@ def markdown(report: dict[str, Any]) -> str:
                 f"{v['utilisation_vs_best']:+.3f}, half-placed gangs {v['half_placed_gangs']}; "
                 f"fifo-bestfit mean queueing {v['fifo_queueing_mean_hours']:.2f} h; goal "
                 f"{'met' if v['goal_met'] else 'not met'}; the JCT floor (every job starting on "
-                f"arrival) is {v['most_reachable']:.1%} below the best baseline.",
+                f"arrival) is {v['most_reachable']:.1%} below the best baseline"
+                + (
+                    f"; the oracle (true durations, not a policy) "
+                    f"{_lower_or_higher(v['oracle_lower_than_best'])}."
+                    if "oracle_lower_than_best" in v
+                    else "."
+                ),
             ]
         lines.append("")
     return "\n".join(lines)

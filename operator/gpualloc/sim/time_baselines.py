@@ -101,19 +101,24 @@ def quotas_of(weights: Mapping[str, float], capacity: int) -> dict[str, int]:
     return out
 
 
+def best_fit_in_order(jobs: Iterable[SimJob], free: FreeMap) -> list[Action]:
+    """Each gang in turn bound whole by best-fit, or passed over (nothing reserved)."""
+    actions: list[Action] = []
+    for job in jobs:
+        if free.largest == 0:
+            break
+        picks = free.place_gang(job.workers, job.gpus_per_worker)
+        if picks is not None:
+            actions += bind_gang(job, picks, free)
+    return actions
+
+
 class FifoBestFit:
     name = "fifo-bestfit"
 
     def round(self, sim: Simulation) -> list[Action]:
-        free = FreeMap(sim.nodes.values())
-        actions: list[Action] = []
-        for job in fifo_order(j for j in sim.active.values() if j.waiting):
-            if free.largest == 0:
-                break
-            picks = free.place_gang(job.workers, job.gpus_per_worker)
-            if picks is not None:
-                actions += bind_gang(job, picks, free)
-        return actions
+        waiting = fifo_order(j for j in sim.active.values() if j.waiting)
+        return best_fit_in_order(waiting, FreeMap(sim.nodes.values()))
 
     def wake_at(self) -> float | None:
         return None

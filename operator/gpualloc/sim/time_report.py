@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from gpualloc.sim.time_oracle import ORACLE
+
 BASELINES = ("fifo-bestfit", "kueue-like", "kai-like")
 COLUMNS = (
     ("policy", "{}"),
@@ -74,6 +76,11 @@ def verdict(policies: Mapping[str, Mapping[str, Any]]) -> dict[str, Any] | None:
         "fifo_queueing_mean_hours": fifo["queueing_hours"]["mean"] if fifo else None,
     }
     out["load_qualifies"] = bool(fifo and fifo["queueing_hours"]["mean"] >= 1.0)
+    oracle = policies.get(ORACLE)
+    if oracle is not None:  # true durations: what ordering alone could reach
+        out["oracle_lower_than_best"] = round(
+            1 - oracle["jct_hours"]["mean"] / max(best["jct_hours"]["mean"], 1e-9), 4
+        )
     out["goal_met"] = bool(
         lower >= 0.20
         and out["utilisation_at_least_best_baseline"]

@@ -31,6 +31,7 @@ from gpualloc.sim.philly import (
 from gpualloc.sim.time_baselines import FifoBestFit, KaiLike, KueueLike, quotas_of
 from gpualloc.sim.time_gpualloc import GpuallocScheduler, policy_object
 from gpualloc.sim.time_metrics import run_metrics
+from gpualloc.sim.time_oracle import ORACLE, OracleSrpt
 from gpualloc.sim.timeline import Scheduler, SimJob, SimNode, Simulation, job_of
 
 POLICIES = ("fifo-bestfit", "kueue-like", "kai-like", "gpualloc")
@@ -140,6 +141,8 @@ def scheduler_of(name: str, window: Window, options: TraceOptions) -> Scheduler:
         return KueueLike(quotas_of(queues, window.capacity))
     if name == "kai-like":
         return KaiLike({q: w * window.capacity for q, w in queues.items()})
+    if name == ORACLE:  # reads true durations: a bound for the verdict, never a policy
+        return OracleSrpt()
     raise ValueError(f"unknown policy {name!r}; one of {', '.join(POLICIES)}")
 
 
