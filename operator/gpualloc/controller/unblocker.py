@@ -1,8 +1,9 @@
 """`status.unblock` of waiting jobs: what would let each run now (solver/unblock.py).
 
 Off the planning path: it works between rounds on the last round's snapshot, one job at a
-time with a budget per job and per pass, gives way as soon as a new round is due, uses one
-solver worker, and writes only while this replica leads. A job is answered again at most
+time with a budget per job and per pass, gives way as soon as a new round is due, rests as
+long as it worked (at most half the time), uses one solver worker, and writes only while
+this replica leads. A job is answered again at most
 once per `interval`; an answer is written only when it changed, and cleared once the job
 no longer waits.
 """
@@ -58,10 +59,13 @@ class Unblocker:
             self.offered.clear()
             if self.latest is None:
                 continue
+            started = time.monotonic()
             try:
                 await self._pass(self.latest)
             except Exception:  # one bad answer must not stop the others, nor the operator
                 log.exception("unblock pass failed")
+            # at most half the time between rounds: a busy cluster plans every few seconds
+            await asyncio.sleep(time.monotonic() - started)
 
     async def _pass(self, stats: RoundStats) -> None:
         if stats.plan is None or not self.may_write():
