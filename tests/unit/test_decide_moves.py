@@ -34,7 +34,9 @@ def test_a_move_evicts_reports_and_then_places_both() -> None:
     assert "m-worker-0" not in created(first)
     moved = status(first, "m")
     assert moved["phase"] == "Preempted"
-    assert moved["message"] == "moved to n2 to make room for ns/g"
+    assert moved["message"] == (
+        "moved to n2 to make room for ns/g (the moves losing the least work, proven)"
+    )
     assert moved["lastMovedTime"] == iso(NOW)
     (cond,) = [c for c in moved["conditions"] if c["type"] == "Moved"]
     assert cond["status"] == "True" and "ns/g" in cond["message"]

@@ -85,7 +85,7 @@ def plan(snapshot: Snapshot, policy: Policy | None = None, previous: Plan | None
         if state.clone_of is not None:
             continue  # a move's copy: reported with the move
         if j in sol.moved:
-            evictions.append(_move(job, snapshot, placements, jobs_by_key))
+            evictions.append(_move(job, snapshot, placements, jobs_by_key, sol.moves_status))
         elif j in sol.evicted:
             evictions.append(
                 Eviction(job.key, f"preempted (priority {job.priority}) for higher-priority jobs")
@@ -100,13 +100,19 @@ def plan(snapshot: Snapshot, policy: Policy | None = None, previous: Plan | None
 
 
 def _move(
-    job: Job, snapshot: Snapshot, placements: Sequence[Placement], jobs: Mapping[str, Job]
+    job: Job,
+    snapshot: Snapshot,
+    placements: Sequence[Placement],
+    jobs: Mapping[str, Job],
+    status: str,
 ) -> Eviction:
     """A moved job: where its pods go in this plan, and whom its old nodes serve."""
     to = tuple(sorted({p.node for p in placements if p.job == job.key}))
     served = queue_report.beneficiaries(job.key, snapshot.pods, placements, jobs)
     names = tuple(sorted({b.key for b in served if b.key != job.key}))
     reason = f"moved to {', '.join(to)} to make room for {', '.join(names) or 'waiting jobs'}"
+    if status == "OPTIMAL":
+        reason += " (the moves losing the least work, proven)"
     return Eviction(job.key, reason, moved_to=to, for_jobs=names)
 
 
