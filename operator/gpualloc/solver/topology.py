@@ -115,6 +115,13 @@ def groupable(req: TopologyRequest | None, levels: Sequence[str]) -> bool:
 class _ShapeDomains:
     keys: tuple[str, ...]  # label keys the shape's domains are counted by
     classes: dict[Domain, list[int]] = field(default_factory=dict)  # domain -> classes
+    _outer: dict[tuple[str, ...], dict[Domain, Domain]] = field(default_factory=dict)
+
+    def outer(self, onto: tuple[str, ...]) -> dict[Domain, Domain]:
+        """Each domain's domain of the wider level whose keys are `onto`."""
+        if onto not in self._outer:
+            self._outer[onto] = {d: project(d, self.keys, onto) for d in self.classes}
+        return self._outer[onto]
 
 
 class TopologyModel:
@@ -130,15 +137,18 @@ class TopologyModel:
         # (job, required?, domain of that level) -> b[j, D] or a[j, e]
         self.uses: dict[tuple[int, bool, Domain], cp_model.IntVar] = {}
         self.shapes: dict[int, _ShapeDomains] = {}
+        classes: dict[int, list[int]] = defaultdict(list)  # shape -> classes with a count
+        for s, k in m.c:
+            classes[s].append(k)
         for s, shape in enumerate(m.inst.shapes):
             req = shape.key.topology
             if req:
-                self._shape(s, effective(req, self.levels))
+                self._shape(s, effective(req, self.levels), sorted(classes[s]))
 
-    def _shape(self, s: int, req: TopologyRequest) -> None:
+    def _shape(self, s: int, req: TopologyRequest, classes: list[int]) -> None:
         m, inst = self.m, self.m.inst
         info = _ShapeDomains(keys_of(req, self.levels))
-        for k in sorted(k for (ss, k) in m.c if ss == s):
+        for k in classes:
             d = node_domain(inst.classes[k].representative, info.keys)
             info.classes.setdefault(d, []).append(k)
         self.shapes[s] = info
@@ -147,7 +157,7 @@ class TopologyModel:
         for j, y in m.y.items():
             if inst.jobs[j].shape == s:
                 xs = self._job(j, req, info, cap)
-                self.model.add(sum(xs.values()) == y)
+                self.model.add(cp_model.LinearExpr.sum(list(xs.values())) == y)
                 for d, x in xs.items():
                     placed[d].append(x)
         for g, z in m.z.items():
@@ -158,11 +168,12 @@ class TopologyModel:
             for d, c in cap.items():  # groups have only a required level: d is its domain
                 upper = min(len(group.jobs), c // group.size)
                 if upper > 0:
-                    ws[d] = self.w[g, d] = self.model.new_int_var(0, upper, f"w{g}_{d}")
+                    ws[d] = self.w[g, d] = self.model.new_int_var(0, upper, f"w{g}")
                     placed[d].append(group.size * ws[d])
-            self.model.add(sum(ws.values()) == z)
+            self.model.add(cp_model.LinearExpr.sum(list(ws.values())) == z)
         for d, ks in info.classes.items():
-            self.model.add(sum(placed[d]) == sum(m.c[s, k] for k in ks))
+            counts = [m.c[s, k] for k in ks]
+            self.model.add(cp_model.LinearExpr.sum(placed[d]) == cp_model.LinearExpr.sum(counts))
 
     def _job(
         self, j: int, req: TopologyRequest, info: _ShapeDomains, cap: Mapping[Domain, int]
@@ -173,23 +184,24 @@ class TopologyModel:
         for d, c in cap.items():
             upper[d] = min(state.hi, c)
             if upper[d] > 0:
-                xs[d] = self.x[j, d] = self.model.new_int_var(0, upper[d], f"x{j}_{d}")
+                xs[d] = self.x[j, d] = self.model.new_int_var(0, upper[d], f"x{j}")
         nodes = m.inst.node_by_name
         held = [nodes[p.node] for p in state.running if p.node in nodes]
         for lvl, one in ((req.required, True), (req.preferred, False)):
             if lvl is None:
                 continue
             onto = scope(lvl, self.levels)
+            outer_of = info.outer(onto)
             uses: dict[Domain, cp_model.IntVar] = {}
             for d, x in xs.items():
-                outer = project(d, info.keys, onto)
+                outer = outer_of[d]
                 if outer not in uses:
-                    uses[outer] = self.model.new_bool_var(f"{'b' if one else 'a'}{j}_{outer}")
+                    uses[outer] = self.model.new_bool_var(f"{'b' if one else 'a'}{j}")
                     self.uses[j, one, outer] = uses[outer]
                 self.model.add(x <= upper[d] * uses[outer])
             there = {node_domain(n, onto) for n in held}
             if one:
-                self.model.add(sum(uses.values()) == m.p[j])
+                self.model.add(cp_model.LinearExpr.sum(list(uses.values())) == m.p[j])
                 if held:  # new replicas join the domain the running ones are in
                     for outer, b in uses.items():
                         if outer not in there:
@@ -206,7 +218,8 @@ class TopologyModel:
         placement is never given up to save a domain."""
         if not self.spans:
             return []
-        return [Objective(DOMAINS_OBJECTIVE, -sum(self.spans), len(self.spans), separate=True)]
+        spanned = cp_model.LinearExpr.sum(self.spans)
+        return [Objective(DOMAINS_OBJECTIVE, -spanned, len(self.spans), separate=True)]
 
     def domain_replicas(self, solver: cp_model.CpSolver) -> dict[int, dict[Domain, int]]:
         """New replicas per job and domain; a group's gangs go to the domains oldest first."""
