@@ -139,8 +139,9 @@ def plot(summary: dict[str, Any], path: Path) -> None:
             ys = list(levels.values())
             if name in styles:
                 ax.plot(xs, ys, styles[name], label=name)
-            else:
-                ax.plot(xs, ys, marker="o", markersize=3, label=name)
+            else:  # one colour per policy on every list
+                colour = f"C{POLICIES.index(name)}" if name in POLICIES else None
+                ax.plot(xs, ys, marker="o", markersize=3, label=name, color=colour)
         ax.set_title(f"openb {pod_list}")
         ax.set_xlabel("arrived GPU request (% of capacity)")
         ax.set_ylabel("unallocated GPU %")
@@ -321,7 +322,12 @@ def build_report(
     lists = [pl for pl in LISTS_ALL if any(r["pod_list"] == pl for r in runs)]
     lists += sorted({r["pod_list"] for r in runs} - set(lists))
     summary: dict[str, Any] = summarize(runs)
-    summary = {pl: summary[pl] for pl in lists}
+    # policies in one order on every list (parts may bring them in any order)
+    rank = {name: i for i, name in enumerate(POLICIES)}
+    summary = {
+        pl: dict(sorted(summary[pl].items(), key=lambda kv: rank.get(kv[0], len(rank))))
+        for pl in lists
+    }
     for pl in lists:
         per_seed = [f["floor_unallocated_gpu_pct"] for f in floors if f["pod_list"] == pl]
         if per_seed:
