@@ -23,7 +23,7 @@ from gpualloc.solver.capacity import Free
 from gpualloc.solver.instance import Instance, NodeClass, lost_gpu_seconds
 from gpualloc.solver.lexicographic import Objective, solve_lexicographic
 from gpualloc.solver.queue_model import QueueModel
-from gpualloc.solver.topology import Domain, TopologyModel, groupable
+from gpualloc.solver.topology import Domain, TopologyModel, add_hints, groupable
 from gpualloc.solver.topology_greedy import greedy_placements
 
 GPU_LEVEL = "gpus@priority="
@@ -372,16 +372,15 @@ class AllocationModel:
         spec.topology, from topology-aware best-fit (an unaware plan straddles domains)."""
         if self.topology is not None:
             self.fallback = greedy_placements(self.inst)
-            counts, new = self.topology.hint(self.fallback)
-        for key, var in self.c.items():
-            self.model.add_hint(var, counts.get(key, 0))
-        for j, y in self.y.items():
-            self.model.add_hint(y, new.get(j, 0))
-            self.model.add_hint(self.p[j], int(new.get(j, 0) > 0))
+            self.topology.hint(self.fallback)
+            counts = self.topology.counts_of(self.fallback)
+            new = {j: len(nodes) for j, nodes in self.fallback.items()}
+        add_hints(self.model, ((var, counts.get(key, 0)) for key, var in self.c.items()))
+        add_hints(self.model, ((y, new.get(j, 0)) for j, y in self.y.items()))
+        add_hints(self.model, ((self.p[j], int(new.get(j, 0) > 0)) for j in self.y))
         for g, z in self.z.items():
             self.model.add_hint(z, sum(1 for j in self.groups[g].jobs if new.get(j, 0) > 0))
-        for e in self.e.values():
-            self.model.add_hint(e, 0)
+        add_hints(self.model, ((e, 0) for e in self.e.values()))
         loads: dict[int, list[tuple[int, int]]] = defaultdict(list)
         for (s, k), n in counts.items():
             loads[k].append((self.inst.shapes[s].key.gpus, n))
@@ -459,7 +458,7 @@ class AllocationModel:
         sol.status = "FEASIBLE"
         sol.evicted, sol.slot_types, sol.replica_types = set(), {}, {}
         sol.new_replicas = {j: len(nodes) for j, nodes in self.fallback.items()}
-        counts, _ = self.topology.hint(self.fallback)
+        counts = self.topology.counts_of(self.fallback)
         sol.counts = {key: n for key, n in counts.items() if n}
         sol.domain_replicas = self.topology.domains_of(self.fallback)
         inst = self.inst

@@ -78,6 +78,11 @@ class Explainer:
         self._static: dict[tuple[NodeRequirements, int], str | None] = {}
         self._fitting: dict[tuple[NodeRequirements, int], tuple[int, list[Node]]] = {}
         self._rivals: dict[tuple[NodeRequirements, int], tuple[int, int]] = {}
+        # (requirements, GPUs, level) -> (roomiest domain and its free slots, one slot a node)
+        self._room: dict[
+            tuple[NodeRequirements, int, str],
+            tuple[tuple[tuple[str | None, ...], int] | None, bool],
+        ] = {}
 
     def _usable_nodes(self, req: NodeRequirements) -> list[Node]:
         if req not in self._usable:
@@ -131,18 +136,23 @@ class Explainer:
         level = job.topology.required
         assert level is not None
         name, need = short_name(level), job.gpus_per_replica
-        room: Counter[tuple[str | None, ...]] = Counter()
-        for n in fitting:
-            domain = node_domain(n, scope(level, self.levels))
-            if domain[0] is not None:
-                room[domain] += self.free[n.name].gpus // need
-        if not room:
+        key = (job.requirements, need, level)
+        if key not in self._room:  # the roomiest domain, shared by jobs alike
+            room: Counter[tuple[str | None, ...]] = Counter()
+            for n in fitting:
+                domain = node_domain(n, scope(level, self.levels))
+                if domain[0] is not None:
+                    room[domain] += self.free[n.name].gpus // need
+            ranked = sorted(room.items(), key=lambda item: (-item[1], display(item[0])))
+            one_each = all(self.free[n.name].gpus < 2 * need for n in fitting)
+            self._room[key] = (ranked[0] if ranked else None, one_each)
+        roomiest, one_each = self._room[key]
+        if roomiest is None:
             return f"no node with {need} free GPUs has the {level} label"
-        (best, most), *_ = sorted(room.items(), key=lambda item: (-item[1], display(item[0])))
+        best, most = roomiest
         if most >= needed:
             return ""
         unit = _unit(job) + ("s" if needed != 1 else "")
-        one_each = all(self.free[n.name].gpus < 2 * need for n in fitting)
         space = f"{needed} nodes with {need} free" if one_each else f"room for {needed} {unit}"
         return f"no {name} has {space} (the most is {most}, in {name} {display(best)})"
 

@@ -137,6 +137,7 @@ class TopologyModel:
         # (job, required?, domain of that level) -> b[j, D] or a[j, e]
         self.uses: dict[tuple[int, bool, Domain], cp_model.IntVar] = {}
         self.shapes: dict[int, _ShapeDomains] = {}
+        self._domains: dict[tuple[str, tuple[str, ...]], Domain] = {}
         classes: dict[int, list[int]] = defaultdict(list)  # shape -> classes with a count
         for s, k in m.c:
             classes[s].append(k)
@@ -236,37 +237,35 @@ class TopologyModel:
                 result[j][d] = group.size
         return dict(result)
 
-    def hint(
-        self, placed: Mapping[int, Sequence[str]]
-    ) -> tuple[dict[tuple[int, int], int], dict[int, int]]:
-        """Hints for the domain variables from new replicas per job (job -> nodes) that keep
-        every request; returns the (counts per shape and class, new per job) to hint."""
+    def counts_of(self, placed: Mapping[int, Sequence[str]]) -> dict[tuple[int, int], int]:
+        """Replicas per (shape, class) of new replicas per job (job -> nodes)."""
         inst = self.m.inst
         class_of = {n.name: k for k, c in enumerate(inst.classes) for n in c.nodes}
         counts: dict[tuple[int, int], int] = defaultdict(int)
         for j, nodes in placed.items():
             for name in nodes:
                 counts[inst.jobs[j].shape, class_of[name]] += 1
+        return dict(counts)
+
+    def hint(self, placed: Mapping[int, Sequence[str]]) -> None:
+        """Hints for the domain variables from new replicas per job (job -> nodes) that keep
+        every request."""
+        inst = self.m.inst
         x = {(j, d): n for j, per in self.domains_of(placed).items() for d, n in per.items()}
-        for key, var in self.x.items():
-            self.model.add_hint(var, x.get(key, 0))
         group_of = {j: g for g, group in enumerate(self.m.groups) for j in group.jobs}
         w: dict[tuple[int, Domain], int] = defaultdict(int)
+        used: set[tuple[int, bool, Domain]] = set()
         for j, d in x:
             if j in group_of:
                 w[group_of[j], d] += 1
-        for key, var in self.w.items():
-            self.model.add_hint(var, w.get(key, 0))
-        used: set[tuple[int, bool, Domain]] = set()
-        for j, d in x:
             s = inst.jobs[j].shape
             req = effective(inst.shapes[s].key.topology or TopologyRequest(), self.levels)
             for lvl, one in ((req.required, True), (req.preferred, False)):
                 if lvl is not None:
-                    used.add((j, one, project(d, self.shapes[s].keys, scope(lvl, self.levels))))
-        for use, var in self.uses.items():
-            self.model.add_hint(var, int(use in used))
-        return dict(counts), {j: len(nodes) for j, nodes in placed.items()}
+                    used.add((j, one, self.shapes[s].outer(scope(lvl, self.levels))[d]))
+        add_hints(self.model, ((var, x.get(key, 0)) for key, var in self.x.items()))
+        add_hints(self.model, ((var, w.get(key, 0)) for key, var in self.w.items()))
+        add_hints(self.model, ((var, int(use in used)) for use, var in self.uses.items()))
 
     def domains_of(self, placed: Mapping[int, Sequence[str]]) -> dict[int, dict[Domain, int]]:
         """New replicas per job and domain, from their nodes (jobs asking for topology)."""
@@ -277,9 +276,21 @@ class TopologyModel:
             if info is not None:
                 per: dict[Domain, int] = defaultdict(int)
                 for name in nodes:
-                    per[node_domain(inst.node_by_name[name], info.keys)] += 1
+                    per[self._domain(name, info.keys)] += 1
                 result[j] = dict(per)
         return result
+
+    def _domain(self, name: str, keys: tuple[str, ...]) -> Domain:
+        if (name, keys) not in self._domains:
+            self._domains[name, keys] = node_domain(self.m.inst.node_by_name[name], keys)
+        return self._domains[name, keys]
+
+
+def add_hints(model: cp_model.CpModel, hints: Iterable[tuple[cp_model.IntVar, int]]) -> None:
+    """model.add_hint for many variables at once (one call each is most of a large hint)."""
+    pairs = list(hints)
+    model.proto.solution_hint.vars.extend(var.index for var, _ in pairs)
+    model.proto.solution_hint.values.extend(value for _, value in pairs)
 
 
 def spans(
