@@ -83,3 +83,26 @@ def test_budget_exhausted_is_reported_incomplete() -> None:
     answer = unblock(snapshot, POLICY, "u/w", NOW, budget_seconds=0)
     assert not answer.complete
     assert answer.evict == ()
+
+
+def test_a_node_claiming_a_billion_gpus_costs_nothing() -> None:
+    """A hostile Node object (allocatable 1e9 GPUs) must not make the answer enumerate GPU
+    counts up to it: run with a 2 GiB address-space limit, it answers at once."""
+    import subprocess
+    import sys
+
+    code = """
+import resource
+resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+from gpualloc.model import Job, JobKind, Node, NodeRequirements, Policy, Snapshot
+from gpualloc.solver.unblock import unblock
+huge = Node("huge", "GB200", 10**9, 81920, 64000, 512000)
+nodes = (huge, Node("n1", "H100", 8, 81920, 64000, 512000))
+job = Job("u/w", JobKind.TRAINING, 0, 3, 3, 8, requirements=NodeRequirements(("H100",)))
+answer = unblock(Snapshot(nodes, (), (job,), now=1.0), Policy(), "u/w", 1.0, 10)
+print(answer.alternatives)
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    # 3 x 8 of H100 do not fit one H100 node; 1 x 8 does, and so does all of it on GB200
+    assert "with 1 worker instead of 3" in run.stdout and "on GB200" in run.stdout

@@ -17,6 +17,7 @@ from gpualloc.solver.explain import _plural, no_eligible_node
 from gpualloc.solver.planner import plan
 
 _STEP_SECONDS = 2.0  # most one counterfactual solve may take
+MAX_GPUS_PER_POD = 64  # the CRDs' bound on gpusPerWorker / gpusPerReplica
 
 
 @dataclass(frozen=True)
@@ -161,12 +162,15 @@ class _Question:
         if fewer is not None:
             found.append(f"with {_plural(fewer, unit)} instead of {job.replicas}")
         total = job.replicas * job.gpus_per_replica
-        largest = max((n.gpus for n in self.snapshot.nodes), default=0)
-        # another split of the same GPUs, the nearest to what it asked first
+        # another split of the same GPUs, the nearest to what it asked first: at most what a
+        # pod may ask and the largest node has (a node may claim a billion GPUs)
+        largest = min(max((n.gpus for n in self.snapshot.nodes), default=0), MAX_GPUS_PER_POD)
         for gpus in sorted(range(1, largest + 1), key=lambda g: abs(g - job.gpus_per_replica)):
             if gpus == job.gpus_per_replica or total % gpus:
                 continue
             count = total // gpus
+            if count > self.policy.max_pods_per_job:
+                continue
             split = replace(job, gpus_per_replica=gpus, replicas=count, min_replicas=count)
             if self.fits(split):
                 found.append(f"as {_plural(count, unit)} of {_plural(gpus, 'GPU')}")
