@@ -226,3 +226,32 @@ def test_a_node_profile_sets_the_cluster(tmp_path: Path) -> None:
     bad.write_text("pools:\n  - {count: 1}\n")
     result = CliRunner().invoke(main, [*args, "--nodes", str(bad)])
     assert result.exit_code == 2 and "not a node profile" in result.output
+
+
+def test_defragmentation_moves_one_job_so_a_blocked_gang_runs_at_once() -> None:
+    # a and b fill n0, c and d n1; b and c finish at ~600: 4 + 4 free GPUs on two nodes.
+    # G (8 GPUs) arrives at 1000. Plain gpualloc: G waits for a or d to finish (10 h).
+    # With every job movable (checkpoints every 600 s): d has run less since its last
+    # checkpoint than a, so d is moved next to a and G starts within a minute.
+    def trace() -> list[SimJob]:
+        return [
+            job(0, 0, 4, 36000),
+            job(1, 0, 4, 600),
+            job(2, 5, 4, 600),
+            job(3, 5, 4, 36000),
+            job(4, 1000, 8, 100),
+        ]
+
+    plain = trace()
+    sim = Simulation(nodes(2), plain, checkpoint_seconds=600, start=0)
+    sim.run(GpuallocScheduler(sim.nodes.values()))
+    assert plain[4].first_start is not None and plain[4].first_start > 30000
+
+    moved = trace()
+    sim = Simulation(nodes(2), moved, checkpoint_seconds=600, start=0)
+    stats = sim.run(GpuallocScheduler(sim.nodes.values(), movable_checkpoint_seconds=600))
+    a, d, g = moved[0], moved[3], moved[4]
+    assert g.first_start is not None and g.first_start - g.arrival < 60
+    assert (a.preemptions, d.preemptions) == (0, 1)
+    assert d.lost_gpu_seconds == (1001 - 606) * 4  # the work since its checkpoint at 600 s
+    assert stats.half_placed_gangs == 0

@@ -62,9 +62,15 @@ def node_object(node: SimNode) -> Obj:
     }
 
 
-def job_object(job: SimJob) -> Obj:
+def job_object(job: SimJob, checkpoint_seconds: float | None = None) -> Obj:
     """The LLMTrainingJob a user would submit: gang shape, priority and an estimate; never
-    the true duration."""
+    the true duration. With `checkpoint_seconds`, it is movable and says how often it
+    checkpoints (defragmentation may move it)."""
+    movable = (
+        {"movable": True, "checkpoint": {"intervalSeconds": round(checkpoint_seconds)}}
+        if checkpoint_seconds
+        else {}
+    )
     return {
         "apiVersion": "gpualloc.io/v1alpha1",
         "kind": "LLMTrainingJob",
@@ -82,6 +88,7 @@ def job_object(job: SimJob) -> Obj:
             "preemptible": job.preemptible,
             "estimatedGPUHours": round(job.estimated_gpu_hours, 3),
             "template": {"spec": {"containers": [{"name": "train", "image": "trainer"}]}},
+            **movable,
         },
         "status": {},
     }
@@ -105,8 +112,16 @@ class GpuallocScheduler:
 
     name = "gpualloc"
 
-    def __init__(self, nodes: Sequence[SimNode], policy: Obj | None = None) -> None:
+    def __init__(
+        self,
+        nodes: Sequence[SimNode],
+        policy: Obj | None = None,
+        movable_checkpoint_seconds: float | None = None,
+    ) -> None:
+        """`movable_checkpoint_seconds`: every job is movable and checkpoints this often
+        (the defragmentation variant); None: no job is."""
         self.policy = policy if policy is not None else policy_object()
+        self.checkpoint = movable_checkpoint_seconds
         self.nodes = tuple(node_object(n) for n in nodes)
         self.jobs: dict[str, Obj] = {}  # job key -> LLMTrainingJob
         self.pods: dict[str, Obj] = {}  # namespace/name -> Pod
@@ -130,7 +145,7 @@ class GpuallocScheduler:
             self.services.pop(key, None)
         for job in sim.active.values():
             if job.key not in self.jobs:
-                self.jobs[job.key] = job_object(job)
+                self.jobs[job.key] = job_object(job, self.checkpoint)
                 self._changed(self.jobs[job.key])
         for name in [p for p, at in self.pod_gone_at.items() if at <= now]:
             del self.pod_gone_at[name]
@@ -164,7 +179,7 @@ class GpuallocScheduler:
             elif isinstance(write, PinPod):
                 pod = self.pods[f"{write.namespace}/{write.name}"]
                 apply_patch(pod, write.patch)
-                actions.append(self._bind(write.job, pod))
+                actions.append(self._bind(write.job, pod, now))
             elif isinstance(write, CreatePod):
                 pod = write.pod
                 self._uids += 1
@@ -173,7 +188,7 @@ class GpuallocScheduler:
                 self._changed(pod)
                 self.pods[f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"] = pod
                 if write.placed:
-                    actions.append(self._bind(write.job, pod))
+                    actions.append(self._bind(write.job, pod, now))
             elif isinstance(write, CreateService):
                 self.services[write.job] = write.service
             elif isinstance(write, PatchJobStatus) and write.job in self.jobs:
@@ -185,12 +200,12 @@ class GpuallocScheduler:
         self._version += 1
         obj["metadata"]["resourceVersion"] = str(self._version)
 
-    def _bind(self, job: str, pod: Obj) -> Bind:
+    def _bind(self, job: str, pod: Obj, now: float) -> Bind:
         node = committed_node(pod)
         if node is None:
             raise ValueError(f"pod {pod['metadata']['name']} placed without a node")
         pod["spec"]["nodeName"] = node
-        pod["status"] = {"phase": "Running"}
+        pod["status"] = {"phase": "Running", "startTime": iso(now)}
         self._changed(pod)
         return Bind(job, replica_index(pod), node)
 

@@ -35,6 +35,9 @@ from gpualloc.sim.time_oracle import ORACLE, OracleSrpt
 from gpualloc.sim.timeline import Scheduler, SimJob, SimNode, Simulation, job_of
 
 POLICIES = ("fifo-bestfit", "kueue-like", "kai-like", "gpualloc")
+# gpualloc with every job movable (spec.movable, checkpointing as the trace's jobs do):
+# planned defragmentation at the policy's defaults; a variant, not in the default runs
+DEFRAG = "gpualloc-defrag"
 
 
 @dataclass(frozen=True)
@@ -132,9 +135,10 @@ def sim_jobs(window: Window, options: TraceOptions) -> list[SimJob]:
 
 def scheduler_of(name: str, window: Window, options: TraceOptions) -> Scheduler:
     queues = {f"vc-{vc}": w for vc, w in window.weights.items()}
-    if name == "gpualloc":
+    if name in ("gpualloc", DEFRAG):
         policy = policy_object(options.time_limit, debounceSeconds=options.debounce)
-        return GpuallocScheduler(window.nodes, policy)
+        every = options.checkpoint_minutes * 60 if name == DEFRAG else None
+        return GpuallocScheduler(window.nodes, policy, movable_checkpoint_seconds=every)
     if name == "fifo-bestfit":
         return FifoBestFit()
     if name == "kueue-like":

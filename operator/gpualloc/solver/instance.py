@@ -161,7 +161,7 @@ def may_move(state: JobState, snapshot: Snapshot, policy: Policy) -> bool:
     return (
         started > 0
         and snapshot.now - started >= rules.min_runtime_seconds
-        and snapshot.now - job.moved_at >= rules.cooldown_seconds
+        and (not job.moved_at or snapshot.now - job.moved_at >= rules.cooldown_seconds)
     )
 
 
