@@ -65,6 +65,7 @@ from gpualloc.k8s.convert import (
 from gpualloc.model import Job, JobKind, Node, Plan, Policy, RunningPod, Snapshot
 from gpualloc.solver import plan as solve
 from gpualloc.solver.queues import choose_queue
+from gpualloc.solver.topology import span_message
 
 log = logging.getLogger("gpualloc.decide")
 _NAME = re.compile(r"[a-z]([-a-z0-9]{0,50}[a-z0-9])?")
@@ -181,7 +182,11 @@ def decide(state: ClusterState, previous: Plan | None = None, memo: Memo | None 
 
     # -- 3. each job alone
     services = {key_of(s) for s in state.services}
-    context: tuple[object, ...] = (policy.allowed_pod_settings, tuple(nodes))
+    context: tuple[object, ...] = (
+        policy.allowed_pod_settings,
+        policy.topology_levels,
+        tuple(nodes),
+    )
     known = memo.parsed if memo is not None and memo.context == context else {}
     parses = _Parses(known, {})
     works: dict[str, _Work] = {}
@@ -261,6 +266,7 @@ def decide(state: ClusterState, previous: Plan | None = None, memo: Memo | None 
         )
         if eviction.moved_to:
             moved.add(eviction.job)
+    nodes_by_name = {n.name: n for n in nodes}
     by_job: dict[str, list[tuple[int, str, int]]] = defaultdict(list)
     for p in result.placements:
         by_job[p.job].append((p.replica, p.node, p.gpus))
@@ -287,7 +293,12 @@ def decide(state: ClusterState, previous: Plan | None = None, memo: Memo | None 
                 placed_creates.append(write)
                 work.create.pop(write.pod["metadata"]["name"], None)
         placed_total += sum(1 for *_, w in actions if w is not None)
-        work.outcome = replace(work.outcome, placed=placed)
+        span = (
+            span_message(work.model, result.placements, nodes_by_name, policy.topology_levels)
+            if work.model is not None
+            else None
+        )
+        work.outcome = replace(work.outcome, placed=placed, span=span)
     reasons = {u.job: u.reason for u in result.unscheduled}
     if in_flight:
         reasons = {k: f"{r} (preempted pods are still terminating)" for k, r in reasons.items()}
@@ -424,7 +435,7 @@ class _Parses:
                 template_error = (err.obj, err.field, err.message)
             result: Job | _Error
             try:
-                result = job_from_k8s(job, nodes, desired)
+                result = job_from_k8s(job, nodes, desired, policy.topology_levels)
             except SpecError as err:
                 result = (err.obj, err.field, err.message)
             parsed = (template_error, result)  # SizingWait and bugs propagate, not kept

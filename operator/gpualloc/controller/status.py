@@ -22,6 +22,7 @@ class Outcome:
     unscheduled: str | None = None  # the planner's reason
     evicted: str | None = None  # eviction reason
     moved: bool = False  # the eviction is a move (defragmentation): re-placed next
+    span: str | None = None  # with spec.topology: 'spans 1 rack (zone-a/r1)'
     lost: bool = False  # pods were lost (node gone) and are being re-placed
     invalid: str | None = None  # the spec could not be used (or is not allowed)
     conflict: str | None = None  # a pod of its name exists that is not the job's
@@ -114,6 +115,8 @@ def job_report(job: Obj, pods: list[Obj], outcome: Outcome, desired: int, stamp:
             else "Allocated"
         )
         message = f"{len(allocation)}/{desired} placed"
+        if outcome.span:
+            message += f"; {outcome.span}"
     elif outcome.unscheduled:
         keep = old_phase == "Preempted" and outcome.unscheduled.startswith("preempted")
         phase = "Preempted" if keep else "Unschedulable"

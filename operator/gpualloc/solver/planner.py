@@ -16,6 +16,7 @@ from gpualloc.solver.explain import Explainer
 from gpualloc.solver.instance import Instance, build_instance
 from gpualloc.solver.queues import QueueTree
 from gpualloc.solver.shortcut import greedy_is_optimal
+from gpualloc.solver.topology import respects_required
 
 
 def _hint_from(previous: Plan, inst: Instance) -> tuple[dict[tuple[int, int], int], dict[int, int]]:
@@ -69,6 +70,11 @@ def plan(snapshot: Snapshot, policy: Policy | None = None, previous: Plan | None
     by_greedy = _by_level(greedy.placements, snapshot, levels)
     by_plan = _by_level(placements, snapshot, levels)
     worse = by_greedy > by_plan or (bool(sol.moved) and not by_plan > by_greedy)
+    # best-fit knows nothing of spec.topology: never its plan when it breaks a required domain
+    nodes = {n.name: n for n in snapshot.nodes}
+    worse = worse and respects_required(
+        snapshot.jobs, greedy.placements, nodes, policy.topology_levels
+    )
     if worse:
         placements = list(greedy.placements)
         sol.evicted, sol.moved, sol.moves_status = set(), set(), ""
@@ -77,7 +83,14 @@ def plan(snapshot: Snapshot, policy: Policy | None = None, previous: Plan | None
         placed = {j for j, s in enumerate(inst.jobs) if counts[s.job.key] > len(s.running)}
 
     jobs_by_key = {j.key: j for j in snapshot.jobs}
-    explainer = Explainer(snapshot.nodes, inst.free_by_node, placements, jobs_by_key, sol.status)
+    explainer = Explainer(
+        snapshot.nodes,
+        inst.free_by_node,
+        placements,
+        jobs_by_key,
+        sol.status,
+        policy.topology_levels,
+    )
     evictions = []
     unscheduled = []
     for j, state in enumerate(inst.jobs):
@@ -155,7 +168,14 @@ def _plan_with_queues(
     placements, placed = decode(inst, sol)
 
     jobs_by_key = {j.key: j for j in planned.jobs}
-    explainer = Explainer(planned.nodes, inst.free_by_node, placements, jobs_by_key, sol.status)
+    explainer = Explainer(
+        planned.nodes,
+        inst.free_by_node,
+        placements,
+        jobs_by_key,
+        sol.status,
+        policy.topology_levels,
+    )
     view = queue_report.QueueView(tree, planned, placements)
     waiting = [  # jobs that wait and could run somewhere: who a job waits behind
         s.job
