@@ -106,3 +106,18 @@ print(answer.alternatives)
     assert run.returncode == 0, run.stderr[-2000:]
     # 3 x 8 of H100 do not fit one H100 node; 1 x 8 does, and so does all of it on GB200
     assert "with 1 worker instead of 3" in run.stdout and "on GB200" in run.stdout
+
+
+def test_a_gang_that_fits_no_rack_is_not_told_free_gpus_are_enough() -> None:
+    from gpualloc.model import TopologyRequest
+
+    rack = "topology.kubernetes.io/rack"
+    nodes = tuple(
+        Node(f"n{i}", "H100", 8, 81920, 64000, 512000, labels={rack: f"r{i}"}) for i in (1, 2)
+    )
+    gang = _job("u/w", 2, 8, topology=TopologyRequest(required=rack))
+    policy = Policy(time_limit_seconds=2.0, topology_levels=(rack,))
+    answer = unblock(Snapshot(nodes, (), (gang,), now=NOW), policy, "u/w", NOW, 30)
+    # 16 free GPUs, but one per rack: it fits only as 1 worker (or spread, which it forbids)
+    assert not answer.fits_now
+    assert answer.alternatives == ("with 1 worker instead of 2",)
