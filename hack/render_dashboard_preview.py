@@ -68,6 +68,7 @@ def render(url: str, start: float, end: float, out: Path) -> None:
         drawn = 0
         for target in panel.get("targets") or []:
             expr = target["expr"].replace("$__rate_interval", interval)
+            expr = expr.replace("$queue", "(cluster)")  # the implicit queue without GPUQueues
             for series in _range(url, expr, start, end, step)[:8]:
                 xs = [(float(t) - start) / 60 for t, _ in series["values"]]
                 ys = [float(v) * scale for _, v in series["values"]]

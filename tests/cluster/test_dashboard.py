@@ -37,8 +37,9 @@ def panel_queries() -> list[tuple[str, str]]:
 
 
 def concrete(expr: str) -> str:
-    """Grafana's $__rate_interval as Grafana would set it for a 1 s scrape interval."""
-    return expr.replace("$__rate_interval", "1m")
+    """Grafana's variables as Grafana would set them: $__rate_interval for a 1 s scrape
+    interval, $queue to the implicit queue exported when no GPUQueue exists."""
+    return expr.replace("$__rate_interval", "1m").replace("$queue", "(cluster)")
 
 
 @pytest.fixture(scope="module")
