@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from gpualloc.model import Job, JobKind, Node, NodeRequirements, Policy, RunningPod, Snapshot
@@ -121,3 +123,15 @@ def test_a_gang_that_fits_no_rack_is_not_told_free_gpus_are_enough() -> None:
     # 16 free GPUs, but one per rack: it fits only as 1 worker (or spread, which it forbids)
     assert not answer.fits_now
     assert answer.alternatives == ("with 1 worker instead of 2",)
+
+
+def test_a_gang_that_fits_only_by_moving_a_job_is_told_so() -> None:
+    # n1: A (movable, 4 GPUs), n2: B (6), n3: C (4). 1 x 8 fits once A moves to n3: that is
+    # an answer to give ("moved or evicted"), not "free GPUs are enough"
+    nodes = (*NODES, _node("n3"))
+    c = _job("t/c", 1, 4)
+    pods = (*PODS, _running("t/c", "n3", 4, NOW - HOUR))
+    jobs = (replace(A, movable=True), B, c, _job("u/w", 1, 8))
+    answer = unblock(Snapshot(nodes, pods, jobs, now=NOW), POLICY, "u/w", NOW, 30)
+    assert not answer.fits_now
+    assert [v.job for v in answer.evict] == ["t/a"]

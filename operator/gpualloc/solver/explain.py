@@ -16,7 +16,7 @@ def _products(job: Job) -> str:
     return " of " + "|".join(products) if products else ""
 
 
-def _plural(count: int, word: str) -> str:
+def plural(count: int, word: str) -> str:
     return f"{count} {word}" + ("" if count == 1 else "s")
 
 
@@ -46,7 +46,7 @@ def no_eligible_node(job: Job, nodes: Sequence[Node]) -> str | None:
     if rejections["gpu memory"] and not rejections["product"] and len(rejections) == 1:
         most = max(n.gpu_memory_mib for n in big)
         return f"needs {req.min_gpu_memory_mib} MiB per GPU; the most any node has is {most}"
-    parts = [f"{_plural(count, 'node')}: {why}" for why, count in rejections.most_common()]
+    parts = [f"{plural(count, 'node')}: {why}" for why, count in rejections.most_common()]
     return f"no node with {need}+ GPUs accepts it ({'; '.join(parts)})"
 
 
@@ -116,7 +116,7 @@ class Explainer:
             if fitting and job.cpu_milli > cpu:
                 return f"{gang}; nodes with the GPUs free have at most {cpu / 1000:g} CPU free"
             verb = "has" if len(fitting) == 1 else "have"
-            return f"{gang}; only {_plural(len(fitting), 'node')} {verb} {need} free"
+            return f"{gang}; only {plural(len(fitting), 'node')} {verb} {need} free"
         if job.topology.required is not None:
             gang += f" in one {short_name(job.topology.required)}"
             lacking = self._no_domain_with_room(job, needed, fitting)

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, replace
 
 from gpualloc.model import Job, JobKind, Plan, Policy, RunningPod, Snapshot
-from gpualloc.solver.explain import _plural, no_eligible_node
+from gpualloc.solver.explain import no_eligible_node, plural
 from gpualloc.solver.planner import plan
 
 _STEP_SECONDS = 2.0  # most one counterfactual solve may take
@@ -143,8 +143,17 @@ class _Question:
         snapshot = replace(self.snapshot, jobs=(*self.snapshot.jobs, asked))
         if pods is not None:
             snapshot = replace(snapshot, pods=pods)
+        # free capacity means nothing moved either; the eviction question may move jobs
+        rules = self.policy.defragmentation
+        rules = replace(rules, enabled=rules.enabled and preemption)
         return plan(
-            snapshot, replace(self.policy, preemption=preemption, time_limit_seconds=seconds)
+            snapshot,
+            replace(
+                self.policy,
+                preemption=preemption,
+                time_limit_seconds=seconds,
+                defragmentation=rules,
+            ),
         )
 
     def fits(self, job: Job, pods: tuple[RunningPod, ...] | None = None) -> bool:
@@ -160,7 +169,7 @@ class _Question:
         unit = "worker" if job.kind == JobKind.TRAINING else "replica"
         fewer = self._most_replicas_that_fit()
         if fewer is not None:
-            found.append(f"with {_plural(fewer, unit)} instead of {job.replicas}")
+            found.append(f"with {plural(fewer, unit)} instead of {job.replicas}")
         total = job.replicas * job.gpus_per_replica
         # another split of the same GPUs, the nearest to what it asked first: at most what a
         # pod may ask and the largest node has (a node may claim a billion GPUs)
@@ -173,7 +182,7 @@ class _Question:
                 continue
             split = replace(job, gpus_per_replica=gpus, replicas=count, min_replicas=count)
             if self.fits(split):
-                found.append(f"as {_plural(count, unit)} of {_plural(gpus, 'GPU')}")
+                found.append(f"as {plural(count, unit)} of {plural(gpus, 'GPU')}")
                 break
         for product in sorted({n.product for n in self.snapshot.nodes}):
             if job.requirements.products and product not in job.requirements.products:
