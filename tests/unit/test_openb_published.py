@@ -8,6 +8,7 @@ import random
 import numpy as np
 
 from gpualloc.model.devices import DevicePlacement
+from gpualloc.sim.bench_sim import sampler_difference
 from gpualloc.sim.openb import sample_arrivals, sample_trace
 from gpualloc.sim.verify_published import published_reading
 from gpualloc.solver.devices.device_policies import FGD, BestFit
@@ -141,3 +142,28 @@ def test_levels_are_read_as_the_published_analysis_reads_them() -> None:
     # a level no arrival rounds to takes its neighbours within a percent
     assert published_reading([8900, 9100], [8900, 9000], gpus)[90] == 89.5
     assert sorted(reading) == [90, 95, 100]
+
+
+def test_the_sampler_difference_is_shown_with_twice_its_standard_error() -> None:
+    levels = [str(lv) for lv in range(90, 131, 5)]
+    ours = {42: 5.0, 43: 5.2, 44: 5.4}
+    runs = [
+        {
+            "pod_list": "x",
+            "policy": "fgd",
+            "seed": s,
+            "unallocated_gpu_pct": dict.fromkeys(levels, v),
+        }
+        for s, v in ours.items()
+    ]
+    report = {"mean_unallocated_gpu_pct": {"x": {}}, "runs": runs}
+    theirs = {42: 5.0, 43: 5.0, 44: 5.3, 45: 9.0}  # seed 45 was not run here: left out
+
+    def published(pod_list: str, name: str) -> dict[int, dict[str, float]]:
+        assert (pod_list, name) in {("x", "FGD (published)"), ("x", "BestFit (published)")}
+        return {s: dict.fromkeys(levels, v) for s, v in theirs.items()} if "FGD" in name else {}
+
+    table = sampler_difference(report, published)
+    # means 5.2 vs 5.1; variances 0.04 and 0.03 over 3 seeds each: 2 x sqrt(0.07 / 3) = 0.31
+    assert table[-2] == "| x | fgd | " + " | ".join(["+0.10 (+-0.31)"] * 5) + " |"
+    assert not any("| best-fit |" in line for line in table)  # no published BestFit runs

@@ -18,6 +18,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -213,10 +214,19 @@ def differences(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def sampler_difference(report: dict[str, Any]) -> list[str]:
+def sampler_difference(
+    report: dict[str, Any],
+    published_runs: Callable[[str, str], dict[int, dict[str, float]]] | None = None,
+) -> list[str]:
     """Our policy minus the published one on each side's own samples (same seeds), with
     twice the standard error of that difference (seed-to-seed spread of both sides): a
-    difference inside it is what two samplers alone give."""
+    difference inside it is what two samplers alone give. `published_runs(pod list,
+    name)` gives the published per-seed values (default: `published_seeds` of the CSV)."""
+    if published_runs is None:
+
+        def published_runs(pod_list: str, name: str) -> dict[int, dict[str, float]]:
+            return published_seeds(DATA / "openb" / "fgd_allocation_results.csv", pod_list, name)
+
     lines = [
         "Our fgd / best-fit minus the published FGD / BestFit, mean over the same seeds"
         " (points; +- 2 standard errors)",
@@ -232,8 +242,7 @@ def sampler_difference(report: dict[str, Any]) -> list[str]:
                 if r["pod_list"] == pod_list and r["policy"] == mine
             ]
             seeds = {r["seed"] for r in report["runs"] if r["pod_list"] == pod_list}
-            pub = published_seeds(DATA / "openb" / "fgd_allocation_results.csv", pod_list, theirs)
-            other = [v for s, v in pub.items() if s in seeds]
+            other = [v for s, v in published_runs(pod_list, theirs).items() if s in seeds]
             if len(ours) < 2 or len(other) < 2:
                 continue
             cells = []
