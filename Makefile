@@ -141,7 +141,8 @@ bench-operator: setup deps
 SEEDS ?= 42,43,44
 BATCH ?= 8
 bench-sim: setup
-	$(BIN)/python -m gpualloc.sim.bench_sim --seeds $(SEEDS) --batch $(BATCH) --jobs 2
+	$(BIN)/python -m gpualloc.sim.bench_sim --seeds $(SEEDS) --batch $(BATCH) --jobs 2 \
+		--plot bench-results/simulator-openb-short.png
 	$(BIN)/python -m gpualloc.sim.bench_time --seeds $(SEEDS) --hours 6 --load 1.2 --jobs 2 \
 		--name bench-time-6h --plot docs/simulator-philly-6h.png
 
