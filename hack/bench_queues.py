@@ -29,21 +29,30 @@ import json
 import statistics
 import sys
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from queue_starvation import (
+    Reclaims,
+    Round,
+    explain,
+    intervals,
+    report,
+    starved_hours,
+    starved_spans,
+)
 
 from gpualloc.controller.state import ClusterState
 from gpualloc.sim.time_baselines import FifoBestFit, KueueLike, quotas_of
 from gpualloc.sim.time_gpualloc import GpuallocScheduler, policy_object
 from gpualloc.sim.time_metrics import jain, run_metrics, water_fill
 from gpualloc.sim.time_run import TraceOptions, Window, prepare, sim_jobs
-from gpualloc.sim.timeline import Scheduler, SimJob, SimNode, Simulation
+from gpualloc.sim.timeline import Action, Scheduler, SimJob, SimNode, Simulation
 
 HOUR = 3600.0
-GRACE = 30.0  # seconds a preempted pod keeps its GPUs (the simulator's default)
 POLICIES = ("gpualloc-queues", "gpualloc", "kueue-like", "fifo-bestfit")
 Obj = dict[str, Any]
 
@@ -70,33 +79,74 @@ class QueuedGpualloc(GpuallocScheduler):
 
     name = "gpualloc-queues"
 
-    def __init__(self, nodes: Sequence[SimNode], policy: Obj, queues: list[Obj]) -> None:
+    def __init__(
+        self, nodes: Sequence[SimNode], policy: Obj, queues: list[Obj], record: bool = False
+    ) -> None:
         super().__init__(nodes, policy)
         self.queues = tuple(queues)
+        self.reclaims = Reclaims()
+        self.record = record
+        self.rounds: list[Round] = []
 
     def state(self, sim: Simulation) -> ClusterState:
         return replace(super().state(sim), queues=self.queues)
 
+    def round(self, sim: Simulation) -> list[Action]:
+        free = {n.name: n.free for n in sim.nodes.values()}
+        held = {j.key: tuple(j.bound.values()) for j in sim.active.values() if j.bound}
+        actions = super().round(sim)
+        assert self.last is not None
+        plan = self.last.plan
+        evicted = {
+            e.job: plan.holds[e.job].for_jobs if e.job in plan.holds else () for e in plan.evictions
+        }
+        for victim, made_room in evicted.items():
+            self.reclaims.log.append((sim.now, victim, made_room))
+        if self.record:
+            self.rounds.append(
+                Round(
+                    sim.now,
+                    free,
+                    held,
+                    {u.job: u.reason for u in plan.unscheduled},
+                    evicted,
+                    frozenset(p.job for p in plan.placements if p.job not in held),
+                )
+            )
+        return actions
 
-def schedulers(window: Window, options: TraceOptions) -> dict[str, tuple[Scheduler, Obj]]:
+
+class RecordedKueue(KueueLike):
+    """Kueue-like, noting for which ClusterQueue each reclaim evicts."""
+
+    def __init__(self, quotas: Mapping[str, int]) -> None:
+        super().__init__(quotas)
+        self.reclaims = Reclaims()
+
+    def _reclaim(
+        self, sim: Simulation, usage: dict[str, int], preemptor: str, gpus: int, capacity: int
+    ) -> list[Action]:
+        actions = super()._reclaim(sim, usage, preemptor, gpus, capacity)
+        for victim in sorted({a.job for a in actions}):
+            self.reclaims.log.append((sim.now, victim, (f"{preemptor}/",)))
+        return actions
+
+
+def schedulers(
+    window: Window, options: TraceOptions, record: bool = False
+) -> dict[str, tuple[Scheduler, dict[str, int]]]:
     weights = {f"vc-{vc}": w for vc, w in window.weights.items()}
     nominal = quotas_of(weights, window.capacity)
     policy = policy_object(options.time_limit, debounceSeconds=options.debounce)
     return {
         "gpualloc-queues": (
-            QueuedGpualloc(window.nodes, policy, queue_objects(nominal, weights)),
+            QueuedGpualloc(window.nodes, policy, queue_objects(nominal, weights), record),
             nominal,
         ),
         "gpualloc": (GpuallocScheduler(window.nodes, policy), nominal),
-        "kueue-like": (KueueLike(nominal), nominal),
+        "kueue-like": (RecordedKueue(nominal), nominal),
         "fifo-bestfit": (FifoBestFit(), nominal),
     }
-
-
-def _intervals(job: SimJob, end: float) -> tuple[list[tuple[float, float]], float]:
-    """(runs, leaving time) of a job, cut at `end`."""
-    leaves = min(job.finished if job.finished is not None else end, end)
-    return [(a, min(b, end)) for a, b in job.runs if a < end], leaves
 
 
 def hourly_jain(
@@ -110,7 +160,7 @@ def hourly_jain(
         got: dict[str, float] = defaultdict(float)
         asked: dict[str, float] = defaultdict(float)
         for job in jobs:
-            runs, leaves = _intervals(job, h_end)
+            runs, leaves = intervals(job, h_end)
             got[job.namespace] += job.gpus * sum(
                 max(0.0, min(b, h_end) - max(a, t)) for a, b in runs
             )
@@ -125,81 +175,9 @@ def hourly_jain(
     return statistics.fmean(values) if values else 1.0
 
 
-def _overlap(a: float, b: float, windows: Sequence[tuple[float, float]]) -> float:
-    """Seconds of [a, b] inside the union of the sorted, disjoint windows."""
-    return sum(max(0.0, min(b, hi) - max(a, lo)) for lo, hi in windows if lo < b and hi > a)
-
-
-def _in_flight(jobs: Sequence[SimJob], grace: float) -> list[tuple[float, float]]:
-    """When some preempted pod was still within its grace period (sorted, merged)."""
-    cuts = sorted(b for job in jobs for _, b in job.runs if b != job.finished)
-    merged: list[tuple[float, float]] = []
-    for at in cuts:
-        if merged and at <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], at + grace))
-        else:
-            merged.append((at, at + grace))
-    return merged
-
-
-def starved_hours(
-    jobs: Sequence[SimJob],
-    nominal: Mapping[str, int],
-    start: float,
-    end: float,
-    grace: float = GRACE,
-) -> tuple[float, dict[str, float], float]:
-    """VC-hours a VC had a job waiting that fits its unused nominal while the others borrowed
-    at least that job's GPUs beyond their nominal; and how much of that fell while some
-    preempted pod was still within its grace period (a reclaim under way: a victim is no
-    longer counted as running, its GPUs are not free yet)."""
-    flight = _in_flight(jobs, grace)
-    during = 0.0
-    events: list[tuple[float, int, int, str]] = []  # (time, order within the job, job, state)
-    for index, job in enumerate(jobs):
-        if job.arrival >= end:
-            continue
-        runs, leaves = _intervals(job, end)
-        changes = [(job.arrival, "wait")]
-        for a, b in runs:
-            changes += [(a, "run"), (b, "wait")]
-        changes.append((leaves, "gone"))
-        events += [(at, k, index, what) for k, (at, what) in enumerate(changes)]
-    events.sort()
-    used: Counter[str] = Counter()
-    waiting: dict[str, Counter[int]] = defaultdict(Counter)
-    now: dict[int, str] = {}
-    starved: dict[str, float] = defaultdict(float)
-    last = start
-    for at, _, index, what in events:
-        span = max(0.0, min(at, end) - max(last, start))
-        if span > 0:
-            borrowed = {v: max(0, used[v] - nominal.get(v, 0)) for v in used}
-            others = sum(borrowed.values())
-            for v, sizes in waiting.items():
-                small = min((g for g, n in sizes.items() if n > 0), default=None)
-                room = nominal.get(v, 0) - used[v]
-                if small is not None and small <= room and others - borrowed.get(v, 0) >= small:
-                    starved[v] += span
-                    during += _overlap(max(last, start), min(at, end), flight)
-        last = max(last, at)
-        job = jobs[index]
-        before = now.get(index)
-        if before == "wait":
-            waiting[job.namespace][job.gpus] -= 1
-        elif before == "run":
-            used[job.namespace] -= job.gpus
-        if what == "wait":
-            waiting[job.namespace][job.gpus] += 1
-        elif what == "run":
-            used[job.namespace] += job.gpus
-        now[index] = what
-    total = sum(starved.values()) / HOUR
-    per_vc = {v: round(s / HOUR, 2) for v, s in sorted(starved.items()) if s > 0}
-    return total, per_vc, during / HOUR
-
-
-def run(options: TraceOptions, policies: Sequence[str]) -> dict[str, Any]:
+def run(
+    options: TraceOptions, policies: Sequence[str], explain_to: Path | None = None
+) -> dict[str, Any]:
     window = prepare(options)
     weights = {f"vc-{vc}": w for vc, w in window.weights.items()}
     out: dict[str, Any] = {
@@ -211,7 +189,7 @@ def run(options: TraceOptions, policies: Sequence[str]) -> dict[str, Any]:
             "offered_load": window.offered_load,
         }
     }
-    for name, (scheduler, nominal) in schedulers(window, options).items():
+    for name, (scheduler, nominal) in schedulers(window, options, explain_to is not None).items():
         if name not in policies:
             continue
         jobs = sim_jobs(window, options)
@@ -228,13 +206,17 @@ def run(options: TraceOptions, policies: Sequence[str]) -> dict[str, Any]:
         metrics = run_metrics(
             jobs, sim.series, sim.capacity, window.start, window.end, window.weights
         )
-        starved, per_vc, in_flight = starved_hours(jobs, nominal, window.start, window.end)
+        reclaims = getattr(scheduler, "reclaims", Reclaims())
+        starved, per_vc, parts = starved_hours(jobs, nominal, window.start, window.end, reclaims)
         out[name] = {
             "hourly_jain": round(hourly_jain(jobs, weights, window.start, window.end), 4),
             "window_jain": metrics["fairness"]["jain"],
             "starved_vc_hours": round(starved, 2),
             "starved_per_vc": per_vc,
-            "starved_vc_hours_in_grace": round(in_flight, 2),
+            "starved_vc_hours_in_grace": round(parts["own_grace"], 3),
+            "starved_vc_hours_in_repeated_reclaim": round(parts["repeated_grace"], 3),
+            "starved_vc_hours_in_any_grace": round(parts["any_grace"], 3),
+            "reclaim_evictions": len(reclaims.log),
             "utilisation": metrics["utilisation"],
             "jct_mean_hours": metrics["jct_hours"]["mean"],
             "queueing_mean_hours": metrics["queueing_hours"]["mean"],
@@ -242,6 +224,14 @@ def run(options: TraceOptions, policies: Sequence[str]) -> dict[str, Any]:
             "wall_seconds": round(time.monotonic() - began, 1),
         }
         print(f"  {name}: {out[name]}", file=sys.stderr, flush=True)
+        if explain_to is not None and isinstance(scheduler, QueuedGpualloc):
+            spans = starved_spans(jobs, nominal, window.start, window.end)
+            pieces = explain(jobs, spans, scheduler.rounds, reclaims)
+            lines = report(pieces, window.start)
+            explain_to.mkdir(parents=True, exist_ok=True)
+            path = explain_to / f"starved-seed{options.seed}.txt"
+            path.write_text("\n".join(lines) + "\n")
+            print("\n".join(lines[:12]), file=sys.stderr, flush=True)
     return out
 
 
@@ -276,6 +266,12 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float, default=2.0)
     parser.add_argument("--policies", default=",".join(POLICIES))
     parser.add_argument("--out", default="bench-results/queues.json")
+    parser.add_argument(
+        "--explain",
+        type=Path,
+        help="directory: per seed, gpualloc-queues' starved time outside its grace periods, "
+        "stretch by stretch (hack/queue_starvation.py)",
+    )
     args = parser.parse_args()
     policies = [p for p in args.policies.split(",") if p]
     results = []
@@ -288,9 +284,11 @@ def main() -> None:
             time_limit=args.time_limit,
         )
         print(f"seed {seed}:", file=sys.stderr, flush=True)
-        results.append({"seed": seed, **run(options, policies)})
+        results.append({"seed": seed, **run(options, policies, args.explain)})
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"args": vars(args), "runs": results}, indent=1))
+    Path(args.out).write_text(
+        json.dumps({"args": vars(args), "runs": results}, indent=1, default=str)
+    )
     print(table(results, policies))
 
 

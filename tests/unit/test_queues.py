@@ -472,6 +472,30 @@ def test_no_fairness_preemption_between_borrowers() -> None:
     assert not p.evictions
 
 
+def test_a_reclaim_does_not_hand_the_free_gpus_to_another_queues_borrower() -> None:
+    # Philly seed 43: b borrows 6 (b1, b2 on n0), c runs c1 at its nominal 4 on n1, 4 GPUs
+    # of n1 free. a1 (1 GPU, within a's nominal) fits them. Evicting b2 to put a1 on n0 and
+    # c's borrowing c2 in n1's free 4 levels the borrowing (b 2, c 4 instead of b 6, c 0),
+    # but the eviction pays only for GPUs a1 had free: the next round then reclaimed again
+    jobs = [
+        in_queue("b", gang("b1", 1, 4, preemptible=True, created=1)),
+        in_queue("b", gang("b2", 1, 4, preemptible=True, created=2)),
+        in_queue("c", gang("c1", 1, 4, preemptible=True, created=3)),
+        in_queue("c", gang("c2", 1, 4, preemptible=True, created=4)),
+        in_queue("a", gang("a1", 1, 1, preemptible=True, created=5)),
+    ]
+    pods = [
+        running("b1", "n0", 4, started=100.0),
+        running("b2", "n0", 4, started=200.0),
+        running("c1", "n1", 4, started=300.0),
+    ]
+    queues = [q("a", h100(1)), q("b", h100(2)), q("c", h100(4))]
+    s = snap(TWO, jobs, queues, pods)
+    p = plan(s)
+    assert_valid(s, p)
+    assert not p.evictions and nodes_of(p, "a1") == ["n1"] and "ns/c2" not in gpus_by_job(p)
+
+
 def test_borrowing_work_that_is_not_preemptible_is_not_reclaimed() -> None:
     jobs = [replace(j, preemptible=False) for j in BORROWING_B]
     s = snap(

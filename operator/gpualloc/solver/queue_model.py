@@ -85,6 +85,7 @@ class QueueModel:
         self._borrowing_limits()
         self._lending_limits()
         self._evictions_are_used()
+        self._no_new_borrowing_while_reclaiming()
 
     def path(self, queue: str | None) -> tuple[str, ...]:
         return self.tree.nodes[queue].path if queue in self.tree.nodes else ()
@@ -338,6 +339,44 @@ class QueueModel:
                 pays.append(here)
             if pays:
                 self.model.add_bool_or(pays).only_enforce_if(m.e[v])
+
+    def _no_new_borrowing_while_reclaiming(self) -> None:
+        """A plan that evicts borrowing work of a product starts no new borrowing of that
+        product (but its own queue's higher-priority work, which may preempt it): else it
+        could give the free GPUs to a borrower and evict for a guarantee that fitted them, a
+        fair-share preemption between borrowers dressed as a reclaim. Borrowers start the
+        next round, once the victims are gone."""
+        m, inst = self.m, self.m.inst
+        victims: dict[str, list[int]] = defaultdict(list)  # product -> borrowing victims
+        for v in sorted(m.e):
+            if self.borrowing_at.get(v):
+                for product in self._running_by_product(inst.jobs[v]):
+                    victims[product].append(v)
+        if not victims:
+            return
+        # per (queue, priority, product): new replicas guaranteed at no level of their path
+        beyond: dict[tuple[str, int, str], list[Expr]] = defaultdict(list)
+        keys: dict[tuple[str, int, str], ShapeKey] = {}
+        for s, units in sorted(self.units.items()):
+            key = inst.shapes[s].key
+            if key.preemptible is False:
+                continue  # runs only within nominal
+            top = self.path(key.queue)[-1]  # its count there: guaranteed at some level
+            for unit in units:
+                product = self.class_product[unit[0]]
+                if product in victims:
+                    group = (str(key.queue), key.priority, product)
+                    beyond[group] += [m.c[s, k] for k in unit]
+                    beyond[group].append(-1 * self.g[top, s, unit])
+                    keys[group] = key
+        for group, terms in beyond.items():
+            blockers = [v for v in victims[group[2]] if not self.preempts(keys[group], v)]
+            if not blockers:
+                continue
+            reclaiming = self.model.new_bool_var(f"reclaiming{'/'.join(map(str, group))}")
+            for v in blockers:  # evicted, not moved (a move re-places it in the same plan)
+                self.model.add(reclaiming >= m.e[v] - m.moved.get(v, 0))
+            self.model.add(cp_model.LinearExpr.sum(terms) == 0).only_enforce_if(reclaiming)
 
     # -- which running jobs borrow ------------------------------------------------------
     def _classify_running(self) -> dict[int, set[str]]:
