@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gpualloc.controller.actuate import Backoff, KubeActuator, actuate
-from gpualloc.controller.decide import decide, key_of
+from gpualloc.controller.decide import Memo, decide, key_of
 from gpualloc.controller.observe import Observer
 from gpualloc.k8s.client import Kube
 from gpualloc.model import Plan, Policy, Snapshot
@@ -58,6 +58,7 @@ class Reconciler:
         self.observer = observer
         self.may_write = may_write
         self.previous: Plan | None = None
+        self.memo: Memo | None = None
         # from Prometheus (PrometheusInput swaps in new dicts; a round copies them once)
         self.unhealthy_gpus: dict[str, int] = {}  # node -> count
         self.desired_replicas: dict[str, int] = {}  # inference job key -> autoscaled count
@@ -79,7 +80,8 @@ class Reconciler:
             self.seen, self.unhealthy_gpus, self.desired_replicas, self.backoff.errors
         )
         read = time.monotonic()
-        decision = decide(state, self.previous)
+        decision = decide(state, self.previous, self.memo)
+        self.memo = decision.memo  # job parses reused next round (same result, less work)
         self.previous = decision.plan
         self.recheck_in = decision.recheck_in
         planned = time.monotonic()

@@ -2,7 +2,7 @@
 
 Variables (all integer):
   z[g]    jobs of group g placed (a group: pending fixed-size gangs of one shape, which are
-          interchangeable, so one count replaces a variable per job; oldest placed first)
+          interchangeable, so one count replaces a variable per job; first in planning_order first)
   y[j]    new replicas of a job outside groups (elastic, or partly running): 0 or lo..hi
   p[j]    1 if that job gets any new replica
   e[j]    1 if running preemptible job j is evicted (whole gang)
@@ -39,7 +39,7 @@ _THROUGHPUT_SCALE = 10
 class _Group:
     shape: int
     size: int  # replicas per job
-    jobs: list[int]  # job indexes, oldest first
+    jobs: list[int]  # job indexes, in planning_order (solver/order.py)
 
 
 @dataclass
@@ -102,7 +102,7 @@ class AllocationModel:
             request = self.inst.shapes[state.shape].key.topology
             fixed = state.lo == state.hi and not state.running and state.clone_of is None
             if fixed and groupable(request, self.inst.levels):
-                grouped[state.shape, state.hi].append(j)  # jobs are sorted oldest first
+                grouped[state.shape, state.hi].append(j)  # jobs are in planning_order
                 continue
             y = self.model.new_int_var(0, state.hi, f"y{j}")
             p = self.model.new_bool_var(f"p{j}")
@@ -266,7 +266,8 @@ class AllocationModel:
                     separate=True,
                 )
             )
-            # older jobs win ties within a level: the oldest gets the largest bonus
+            # ties within a level go by planning_order (earliest estimated finish, then oldest):
+            # the first gets the largest bonus
             ranked = [
                 j
                 for j in members
@@ -276,7 +277,7 @@ class AllocationModel:
             age_terms += [bonus[j] * self.p[j] for j in ranked if j in self.p]
             age_span += sum(bonus[j] for j in ranked)
         for g, group in enumerate(self.groups):
-            # a group places its oldest jobs first: bonus = sum of the first z bonuses
+            # a group places its first jobs in planning_order: bonus = sum of the first z bonuses
             prefix = [0]
             for j in group.jobs:
                 prefix.append(prefix[-1] + bonus[j])

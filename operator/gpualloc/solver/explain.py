@@ -128,7 +128,10 @@ class Explainer:
         if higher:
             return f"{gang}; outranked by higher-priority jobs using {higher} GPUs on its nodes"
         if equal:
-            return f"{gang}; outranked by older or larger jobs of equal priority using {equal} GPUs"
+            return (
+                f"{gang}; outranked by larger jobs of equal priority, or ones estimated to "
+                f"finish sooner, using {equal} GPUs"
+            )
         return f"{gang}; its nodes' free GPUs went to a better overall plan"
 
     def _no_domain_with_room(self, job: Job, needed: int, fitting: Sequence[Node]) -> str:
