@@ -15,11 +15,16 @@ Measured, over the arrival window:
   max-min fair share of that hour's GPU-hours (capped by what it asked); Jain's index over the
   VCs, averaged over the hours (1 = every VC got its fair share every hour);
 - starved VC-hours: time a VC had a job waiting that fits in its unused nominal quota while
-  other VCs borrowed at least that many GPUs beyond theirs (target 0);
+  other VCs borrowed at least that many GPUs beyond theirs (target 0); the part while a
+  victim evicted for that VC was still in its grace period, and of it the part in repeated
+  reclaims (hack/queue_starvation.py);
 - GPU utilisation, mean JCT and queueing, preemptions (from sim/time_metrics.py).
+With --explain DIR, DIR/starved-seed<N>.txt splits gpualloc-queues' starved time outside its
+grace periods stretch by stretch: waiting for the next round, or a round's reasons, the free
+GPUs and what the borrowers held.
 
-    .venv/bin/python hack/bench_queues.py --hours 48 --load 1.3 --seeds 42,43,44 \\
-        --out bench-results/queues.json
+    nice -n 10 .venv/bin/python hack/bench_queues.py --hours 24 --load 1.3 --seeds 42,43,44 \\
+        --explain bench-results/queues-starved --out bench-results/queues.json
 """
 
 from __future__ import annotations
@@ -222,6 +227,7 @@ def run(
             "queueing_mean_hours": metrics["queueing_hours"]["mean"],
             "preemptions": metrics["preemptions"],
             "wall_seconds": round(time.monotonic() - began, 1),
+            "rounds_by_solver_status": dict(getattr(scheduler, "statuses", {})),
         }
         print(f"  {name}: {out[name]}", file=sys.stderr, flush=True)
         if explain_to is not None and isinstance(scheduler, QueuedGpualloc):

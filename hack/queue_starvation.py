@@ -12,6 +12,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
+import re
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -233,6 +234,9 @@ def explain(
     a stretch's first round it waits for the round; after a round that did not place its
     fitting jobs nor reclaim for it, the plan's reasons say why."""
     by_key = {j.key: j for j in jobs}
+    by_vc: dict[str, list[SimJob]] = defaultdict(list)
+    for j in jobs:
+        by_vc[j.namespace].append(j)
     times = [r.at for r in rounds]
     own = reclaims.windows(grace)
     changed: dict[float, list[str]] = defaultdict(list)  # time -> what jobs did then
@@ -256,16 +260,11 @@ def explain(
                         piece.detail.append("  next round: " + _did(rounds[after], vc))
                     pieces.append(piece)
                     continue
-                fit = [
-                    by_key[k]
-                    for k in r.reasons
-                    if space_of(k) == vc and by_key[k].gpus <= first.room and k not in r.held
-                ]
-                whys = sorted({r.reasons[j.key].split(";")[0].split(":")[0][:90] for j in fit})
-                piece = Piece(
-                    vc, x, y, "plan: " + (" | ".join(whys) or "no fitting job in reasons")
-                )
-                piece.detail = [f"  {j.key} {_shape(j)}: {r.reasons[j.key]}" for j in fit]
+                fit = [j for j in by_vc[vc] if j.gpus <= first.room and _waiting_at(j, x)]
+                why = {j.key: _why(j.key, r) for j in fit}
+                kinds = sorted({re.sub(r"\d+", "N", w)[:100] for w in why.values()})
+                piece = Piece(vc, x, y, "plan: " + " | ".join(kinds))
+                piece.detail = [f"  {j.key} {_shape(j)}: {why[j.key]}" for j in fit]
                 piece.detail.append(
                     "  free: " + ", ".join(f"{n}={f}" for n, f in sorted(r.free.items()) if f)
                 )
@@ -278,6 +277,21 @@ def explain(
                     piece.detail.append(f"  {u} borrows {g}: " + "; ".join(mine))
                 pieces.append(piece)
     return pieces
+
+
+def _waiting_at(job: SimJob, at: float) -> bool:
+    """Arrived, not finished, not running at `at` (as starved_spans counts it)."""
+    if job.arrival > at or (job.finished is not None and job.finished <= at):
+        return False
+    return not any(a <= at < b for a, b in job.runs)
+
+
+def _why(key: str, r: Round) -> str:
+    if key in r.reasons:
+        return r.reasons[key]
+    if key in r.placed:
+        return "placed by this round; its pods wait for GPUs a terminating pod holds"
+    return "not in the plan's reasons (its pods still shutting down)"
 
 
 def _did(r: Round, vc: str) -> str:
