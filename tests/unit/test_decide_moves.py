@@ -54,9 +54,28 @@ def test_a_move_evicts_reports_and_then_places_both() -> None:
     (pin,) = [w for w in second.writes if isinstance(w, PinPod)]
     assert pin.name == "g-worker-0"
     assert "n1" in str(pin.patch[0]["value"])
-    # the reason for the move stays on m, and it is not moved again within the cooldown
-    assert any(c["type"] == "Moved" for c in status(second, "m")["conditions"])
+    # placed again: the move is done (Moved False, its reason kept), the cooldown stays
+    (cond,) = [c for c in status(second, "m")["conditions"] if c["type"] == "Moved"]
+    assert cond["status"] == "False" and "ns/g" in cond["message"]
     assert status(second, "m")["lastMovedTime"] == iso(NOW)
+
+
+def test_a_moved_job_preempted_later_is_not_planned_first_again() -> None:
+    # m was moved 10 minutes ago and placed again (Moved False); then h (priority 100)
+    # preempted it. m waits like any preempted job: it must not evict h back (a loop)
+    done = {"type": "Moved", "status": "False", "reason": "Replaced", "message": "x"}
+    m = gang(
+        "m",
+        1,
+        8,
+        movable=True,
+        preemptible=True,
+        status={"phase": "Preempted", "lastMovedTime": iso(NOW - 600), "conditions": [done]},
+    )
+    h = gang("h", 1, 8, priority=100, preemptible=True)
+    d = run([node("n1")], [m, h], [_started(pod_of(h, 0, "n1"), 60)])
+    assert not deleted(d)
+    assert "m-worker-0" not in created(d, placed=True)
 
 
 def test_a_job_that_is_not_movable_is_not_touched() -> None:

@@ -624,7 +624,8 @@ def _next_bind_deadline(state: ClusterState, timeout: int) -> float | None:
 def _with_moves(active: Mapping[str, _Work], now: float, policy: Policy) -> tuple[Job, ...]:
     """The jobs to plan. A job the plan moved waits for its pods to go and is then placed
     before anything else, so the capacity its move counted on is its own (its priority is
-    raised above every other job's until it is placed again, for an hour at most)."""
+    raised above every other job's while its Moved condition is True: until it is placed
+    again, for an hour at most; a later preemption of it is an ordinary one)."""
     models = {k: w.model for k, w in active.items() if w.model is not None}
     top = max((m.priority for m in models.values()), default=0)
     out = []
@@ -632,9 +633,14 @@ def _with_moves(active: Mapping[str, _Work], now: float, policy: Policy) -> tupl
         status = active[key].obj.get("status") or {}
         moved_at = _seconds(status.get("lastMovedTime")) or 0.0
         model = replace(model, moved_at=moved_at)  # a status field: not in the parse memo
+        moving = any(
+            c.get("type") == "Moved" and c.get("status") == "True"
+            for c in status.get("conditions") or []
+            if isinstance(c, Mapping)
+        )
         waiting = status.get("phase") not in ("Allocated", "Running", "Succeeded", "Failed")
         window = max(3600, policy.defragmentation.cooldown_seconds)
-        if moved_at and waiting and now - moved_at < window:
+        if moving and moved_at and waiting and now - moved_at < window:
             model = replace(model, priority=top + 1)
         out.append(model)
     return tuple(out)

@@ -176,9 +176,13 @@ def job_report(job: Obj, pods: list[Obj], outcome: Outcome, desired: int, stamp:
     }
 
     moved = next((c for c in previous if c.get("type") == "Moved"), None)
-    if outcome.moved:  # why and for whom, kept until it is moved again
+    if outcome.moved:  # why and for whom; True until it is placed again
         moved = _condition("Moved", True, "Defragmentation", message, previous, generation, stamp)
         moved["lastTransitionTime"] = stamp
+    elif moved is not None and moved.get("status") == "True" and phase in ("Allocated", "Running"):
+        # placed again: the move is done (decide stops planning it first), its reason kept
+        done = f"placed again after the move ({moved.get('message', '')})"[:MAX_MESSAGE]
+        moved = _condition("Moved", False, "Replaced", done, previous, generation, stamp)
     if moved is not None:
         status["conditions"].append(moved)
     last_moved = stamp if outcome.moved else old.get("lastMovedTime")
