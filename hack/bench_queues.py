@@ -54,7 +54,7 @@ from gpualloc.controller.state import ClusterState
 from gpualloc.sim.time_baselines import FifoBestFit, KueueLike, quotas_of
 from gpualloc.sim.time_gpualloc import GpuallocScheduler, policy_object
 from gpualloc.sim.time_metrics import jain, run_metrics, water_fill
-from gpualloc.sim.time_run import TraceOptions, Window, prepare, sim_jobs
+from gpualloc.sim.time_run import TraceOptions, Window, new_simulation, prepare
 from gpualloc.sim.timeline import Action, Scheduler, SimJob, SimNode, Simulation
 
 HOUR = 3600.0
@@ -197,15 +197,7 @@ def run(
     for name, (scheduler, nominal) in schedulers(window, options, explain_to is not None).items():
         if name not in policies:
             continue
-        jobs = sim_jobs(window, options)
-        nodes = [SimNode(n.name, n.gpus, n.product, n.gpu_memory_mib) for n in window.nodes]
-        sim = Simulation(
-            nodes,
-            jobs,
-            checkpoint_seconds=options.checkpoint_minutes * 60,
-            debounce=options.debounce,
-            start=window.start,
-        )
+        jobs, sim = new_simulation(window, options)
         began = time.monotonic()
         sim.run(scheduler)
         metrics = run_metrics(

@@ -156,10 +156,8 @@ def run_policy(
     return run_scheduler(window, scheduler_of(name, window, options), options, progress)
 
 
-def run_scheduler(
-    window: Window, scheduler: Scheduler, options: TraceOptions, progress: bool = False
-) -> dict[str, Any]:
-    """Replay the window with `scheduler` on a fresh copy of its cluster; the metrics."""
+def new_simulation(window: Window, options: TraceOptions) -> tuple[list[SimJob], Simulation]:
+    """The window's jobs (as a scheduler sees them) on a fresh copy of its cluster."""
     jobs = sim_jobs(window, options)
     nodes = [SimNode(n.name, n.gpus, n.product, n.gpu_memory_mib) for n in window.nodes]
     sim = Simulation(
@@ -169,6 +167,14 @@ def run_scheduler(
         debounce=options.debounce,
         start=window.start,
     )
+    return jobs, sim
+
+
+def run_scheduler(
+    window: Window, scheduler: Scheduler, options: TraceOptions, progress: bool = False
+) -> dict[str, Any]:
+    """Replay the window with `scheduler` on a fresh copy of its cluster; the metrics."""
+    jobs, sim = new_simulation(window, options)
     stats = sim.run(scheduler, progress)
     out = run_metrics(jobs, sim.series, sim.capacity, window.start, window.end, window.weights)
     simulated_hours = (sim.now - window.start) / 3600
