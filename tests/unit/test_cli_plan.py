@@ -11,6 +11,15 @@ from click.testing import CliRunner
 from gpualloc.cli import main
 
 DATA = Path(__file__).parent / "data"
+# the demo cluster's nodes, the sample jobs, and what already runs there
+SAMPLE = (
+    "--nodes",
+    str(DATA / "nodes.yaml"),
+    "--jobs",
+    str(DATA / "jobs.yaml"),
+    "--pods",
+    str(DATA / "pods.yaml"),
+)
 
 
 def _run(*args: str) -> tuple[int, str]:
@@ -20,12 +29,7 @@ def _run(*args: str) -> tuple[int, str]:
 
 def test_json_contract() -> None:
     code, out = _run(
-        "--nodes",
-        str(DATA / "nodes.yaml"),
-        "--jobs",
-        str(DATA / "jobs.yaml"),
-        "--pods",
-        str(DATA / "pods.yaml"),
+        *SAMPLE,
         "-o",
         "json",
     )
@@ -117,12 +121,7 @@ def test_inference_scaled_to_zero_places_nothing(tmp_path: Path) -> None:
 def test_table_says_what_would_unblock_a_waiting_job() -> None:
     # llama-70b needs 3 x 8 H100 and 2 exist: it would fit with 2 workers
     code, out = _run(
-        "--nodes",
-        str(DATA / "nodes.yaml"),
-        "--jobs",
-        str(DATA / "jobs.yaml"),
-        "--pods",
-        str(DATA / "pods.yaml"),
+        *SAMPLE,
     )
     assert code == 0, out
     line = next(x for x in out.splitlines() if x.startswith("unblock research/llama-70b:"))
