@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -147,6 +148,38 @@ def namespace(kube: Kube) -> Iterator[str]:
 # -- the operator and one test's own corner of the cluster ---------------------------------
 GROUP, VERSION = "gpualloc.io", "v1alpha1"
 PLURAL = {"LLMTrainingJob": "llmtrainingjobs", "LLMInferenceJob": "llminferencejobs"}
+
+
+@contextmanager
+def default_policy(kube: Kube, spec: dict[str, Any]) -> Iterator[None]:
+    """The AllocationPolicy `default` with `spec`, deleted afterwards."""
+    custom = client.CustomObjectsApi(kube.api_client())
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "AllocationPolicy",
+        "metadata": {"name": "default"},
+        "spec": spec,
+    }
+    custom.create_cluster_custom_object(GROUP, VERSION, "allocationpolicies", body)
+    try:
+        yield
+    finally:
+        custom.delete_cluster_custom_object(GROUP, VERSION, "allocationpolicies", "default")
+
+
+@contextmanager
+def operator_under_policy(
+    kube: Kube, tmp_path_factory: pytest.TempPathFactory, spec: dict[str, Any]
+) -> Iterator[OperatorProcess]:
+    """An operator started once the default AllocationPolicy has `spec` (stopped, and the
+    policy deleted, afterwards: also when it never leads)."""
+    with default_policy(kube, spec):
+        op = OperatorProcess(kube.kubeconfig, tmp_path_factory.mktemp("operator")).start()
+        try:
+            op.wait_leading()
+            yield op
+        finally:
+            op.stop()
 
 
 @pytest.fixture(scope="module")

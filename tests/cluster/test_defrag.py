@@ -7,22 +7,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kubernetes import client
 
-from tests.cluster.conftest import GROUP, VERSION, Env, Kube
+from tests.cluster.conftest import GROUP, VERSION, Env, Kube, operator_under_policy
 from tests.cluster.operator_harness import OperatorProcess, training
 
 pytestmark = pytest.mark.cluster
 KIND = "LLMTrainingJob"
+# moves at once (the defaults wait 5 minutes of runtime), pods stop within a second
 POLICY: dict[str, Any] = {
-    "apiVersion": f"{GROUP}/{VERSION}",
-    "kind": "AllocationPolicy",
-    "metadata": {"name": "default"},
-    # moves at once (the defaults wait 5 minutes of runtime), pods stop within a second
-    "spec": {
-        "defragmentation": {"minRuntimeSeconds": 0},
-        "preemption": {"gracePeriodSeconds": 1},
-    },
+    "defragmentation": {"minRuntimeSeconds": 0},
+    "preemption": {"gracePeriodSeconds": 1},
 }
 
 
@@ -30,15 +24,8 @@ POLICY: dict[str, Any] = {
 def operator(
     kube: Kube, crds: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    custom = client.CustomObjectsApi(kube.api_client())
-    custom.create_cluster_custom_object(GROUP, VERSION, "allocationpolicies", POLICY)
-    op = OperatorProcess(kube.kubeconfig, tmp_path_factory.mktemp("operator")).start()
-    try:
-        op.wait_leading()
+    with operator_under_policy(kube, tmp_path_factory, POLICY) as op:
         yield op
-    finally:
-        op.stop()
-        custom.delete_cluster_custom_object(GROUP, VERSION, "allocationpolicies", "default")
 
 
 def _pods(env: Env, job: str) -> dict[str, tuple[str, str]]:

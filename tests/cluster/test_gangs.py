@@ -8,33 +8,20 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kubernetes import client
 
-from tests.cluster.conftest import GROUP, VERSION, Env, Kube
+from tests.cluster.conftest import Env, Kube, operator_under_policy
 from tests.cluster.operator_harness import OperatorProcess, inference, training
 
 pytestmark = pytest.mark.cluster
-POLICY: dict[str, Any] = {
-    "apiVersion": f"{GROUP}/{VERSION}",
-    "kind": "AllocationPolicy",
-    "metadata": {"name": "default"},
-    "spec": {"unboundTimeoutSeconds": 10},
-}
+POLICY: dict[str, Any] = {"unboundTimeoutSeconds": 10}
 
 
 @pytest.fixture(scope="module")
 def operator(
     kube: Kube, crds: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    custom = client.CustomObjectsApi(kube.api_client())
-    custom.create_cluster_custom_object(GROUP, VERSION, "allocationpolicies", POLICY)
-    op = OperatorProcess(kube.kubeconfig, tmp_path_factory.mktemp("operator")).start()
-    try:
-        op.wait_leading()
+    with operator_under_policy(kube, tmp_path_factory, POLICY) as op:
         yield op
-    finally:
-        op.stop()
-        custom.delete_cluster_custom_object(GROUP, VERSION, "allocationpolicies", "default")
 
 
 def _fail(env: Env, pod: str) -> None:

@@ -10,29 +10,21 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client
 
-from tests.cluster.conftest import GROUP, VERSION, Env, Kube
+from tests.cluster.conftest import GROUP, VERSION, Env, Kube, default_policy
 from tests.cluster.operator_harness import H100, POOL_LABEL, training
 
 pytestmark = pytest.mark.cluster
 REPO = Path(__file__).resolve().parents[2]
 ZONE, RACK = "topology.kubernetes.io/zone", "topology.kubernetes.io/rack"
-POLICY: dict[str, Any] = {
-    "apiVersion": f"{GROUP}/{VERSION}",
-    "kind": "AllocationPolicy",
-    "metadata": {"name": "default"},
-    "spec": {"topology": {"levels": [ZONE, RACK]}},
-}
+POLICY: dict[str, Any] = {"topology": {"levels": [ZONE, RACK]}}
 
 
 @pytest.fixture(scope="module", autouse=True)
 def policy_with_levels(kube: Kube, crds: None) -> Iterator[None]:
     """The default AllocationPolicy lists the levels (before the operator of the module)."""
-    custom = client.CustomObjectsApi(kube.api_client())
-    custom.create_cluster_custom_object(GROUP, VERSION, "allocationpolicies", POLICY)
-    yield
-    custom.delete_cluster_custom_object(GROUP, VERSION, "allocationpolicies", "default")
+    with default_policy(kube, POLICY):
+        yield
 
 
 def add_rack(env: Env, rack: str, count: int) -> list[str]:
