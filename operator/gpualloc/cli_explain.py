@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+from gpualloc.cli_options import kubeconfig_option
+
 KINDS = {  # what kubectl accepts for the two job kinds
     "LLMTrainingJob": ("ltj", "llmtrainingjob", "llmtrainingjobs"),
     "LLMInferenceJob": ("lij", "llminferencejob", "llminferencejobs"),
@@ -28,11 +30,7 @@ def _kind(text: str) -> str:
 @click.command("explain")
 @click.argument("job", metavar="KIND/NAME")
 @click.option("-n", "--namespace", default="default", show_default=True)
-@click.option(
-    "--kubeconfig",
-    type=click.Path(dir_okay=False, exists=True),
-    help="Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster).",
-)
+@kubeconfig_option
 @click.option(
     "--budget",
     type=click.FloatRange(0.5, 600),

@@ -7,13 +7,11 @@ import os
 
 import click
 
+from gpualloc.cli_options import kubeconfig_option
+
 
 @click.command("run")
-@click.option(
-    "--kubeconfig",
-    type=click.Path(dir_okay=False, exists=True),
-    help="Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster).",
-)
+@kubeconfig_option
 @click.option(
     "--metrics-port",
     type=int,
