@@ -88,27 +88,21 @@ def explain_command(
 def _live_snapshot(kube: Any, target: dict[str, Any]) -> tuple[Any, int]:
     """The cluster as the planner sees it. Other tenants' jobs that fail to convert are left
     out (the operator reports them on their own objects); the target's error is raised."""
-    from gpualloc.k8s.convert import (
-        SizingWait,
-        SpecError,
-        job_from_k8s,
-        node_from_k8s,
-        pod_from_k8s,
-    )
-    from gpualloc.model import Snapshot
+    from dataclasses import replace
 
-    nodes = tuple(n for n in (node_from_k8s(o) for o in kube.list_nodes()) if n is not None)
-    names = {n.name for n in nodes}
-    pods = tuple(p for p in (pod_from_k8s(o) for o in kube.list_pods()) if p and p.node in names)
-    jobs, skipped = [job_from_k8s(target, nodes)], 0
+    from gpualloc.k8s.convert import SizingWait, SpecError, job_from_k8s
+    from gpualloc.k8s.snapshot import build_snapshot
+
+    snapshot = build_snapshot(kube.list_nodes(), kube.list_pods(), [target])
+    others, skipped = [], 0
     for obj in kube.list_jobs():
         if _ref(obj) == _ref(target):
             continue
         try:
-            jobs.append(job_from_k8s(obj, nodes))
+            others.append(job_from_k8s(obj, snapshot.nodes))
         except (SpecError, SizingWait):
             skipped += 1
-    return Snapshot(nodes=nodes, pods=pods, jobs=tuple(jobs)), skipped
+    return replace(snapshot, jobs=(*snapshot.jobs, *others)), skipped
 
 
 def _ref(obj: dict[str, Any]) -> tuple[object, ...]:
