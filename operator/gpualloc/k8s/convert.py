@@ -182,13 +182,21 @@ def _int(spec: Mapping[str, Any], key: str, obj: Obj, field: str, minimum: int) 
     return value
 
 
-def created_at(obj: Obj) -> float:
-    stamp = (obj.get("metadata") or {}).get("creationTimestamp")
+def rfc3339_seconds(stamp: object) -> float | None:
+    """Unix seconds of an RFC 3339 time (a string, or the datetime a YAML loader makes of
+    one); None when it is absent or not a time."""
     if isinstance(stamp, datetime):
         return stamp.timestamp()
-    if isinstance(stamp, str):
+    if not isinstance(stamp, str):
+        return None
+    try:
         return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-    return 0.0
+    except ValueError:
+        return None
+
+
+def created_at(obj: Obj) -> float:
+    return rfc3339_seconds((obj.get("metadata") or {}).get("creationTimestamp")) or 0.0
 
 
 # -- nodes -------------------------------------------------------------------------------
@@ -286,17 +294,9 @@ def pod_from_k8s(obj: Obj) -> RunningPod | None:
         memory_mib=mem,
         job=f"{meta.get('namespace', 'default')}/{job}" if job else None,
         replica=int(replica) if replica is not None and str(replica).isdigit() else None,
-        started=_started(obj),
+        # when it started, for choosing the victim that loses least
+        started=rfc3339_seconds((obj.get("status") or {}).get("startTime")) or 0.0,
     )
-
-
-def _started(obj: Obj) -> float:
-    """When a pod started (status.startTime), for choosing the victim that loses least."""
-    stamp = (obj.get("status") or {}).get("startTime")
-    try:
-        return created_at({"metadata": {"creationTimestamp": stamp}}) if stamp else 0.0
-    except (TypeError, ValueError):
-        return 0.0
 
 
 # -- jobs --------------------------------------------------------------------------------
@@ -533,11 +533,8 @@ def _movability(spec: Mapping[str, Any], obj: Obj) -> dict[str, Any]:
         interval = _bounded_field(
             interval, 1, MAX_CHECKPOINT_SECONDS, obj, "spec.checkpoint.intervalSeconds"
         )
-    stamp = (obj.get("status") or {}).get("lastMovedTime")
-    try:
-        moved = created_at({"metadata": {"creationTimestamp": stamp}}) if stamp else 0.0
-    except (TypeError, ValueError):
-        moved = 0.0  # our own field: a bad value only forgets the cooldown
+    # our own field: a bad value only forgets the cooldown
+    moved = rfc3339_seconds((obj.get("status") or {}).get("lastMovedTime")) or 0.0
     return {"movable": movable, "checkpoint_seconds": interval, "moved_at": moved}
 
 
