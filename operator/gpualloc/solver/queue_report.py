@@ -18,11 +18,8 @@ from gpualloc.model import (
     Snapshot,
     Unscheduled,
 )
+from gpualloc.solver.explain import plural
 from gpualloc.solver.queues import REST, Bucket, QueueTree, bucket_usage, usage_by_product
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" + ("" if count == 1 else "s")
 
 
 class QueueView:
@@ -98,7 +95,7 @@ def why_waiting(job: Job, tree: QueueTree, view: QueueView, waiting: Sequence[Jo
         if other.queue == name and other.key != job.key and other.priority > job.priority
     ]
     if ahead:
-        return f"waiting behind {_plural(len(ahead), 'higher-priority job')} in queue {name}; "
+        return f"waiting behind {plural(len(ahead), 'higher-priority job')} in queue {name}; "
     need = job.gpus_per_replica * job.min_replicas
     for q in node.path:
         for b in tree.nodes[q].buckets:
