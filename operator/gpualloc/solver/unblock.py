@@ -136,11 +136,18 @@ class _Question:
         self.snapshot = replace(snapshot, jobs=self.running, queues=())
 
     def _solve(
-        self, job: Job, preemption: bool, pods: tuple[RunningPod, ...] | None = None
+        self,
+        job: Job,
+        preemption: bool,
+        pods: tuple[RunningPod, ...] | None = None,
+        others: tuple[Job, ...] | None = None,
     ) -> Plan:
+        """Plan with `job` at the top; `pods` and `others` (the running jobs) replace the
+        snapshot's when given."""
         asked = replace(job, priority=self.top + 1)
         seconds = max(0.1, min(_STEP_SECONDS, self.budget.left()))
-        snapshot = replace(self.snapshot, jobs=(*self.snapshot.jobs, asked))
+        others = self.snapshot.jobs if others is None else others
+        snapshot = replace(self.snapshot, jobs=(*others, asked))
         if pods is not None:
             snapshot = replace(snapshot, pods=pods)
         # free capacity means nothing moved either; the eviction question may move jobs
@@ -209,13 +216,8 @@ class _Question:
         fewest jobs) chooses; its status says whether that is proven."""
         if self.budget.left() <= 0:
             return (), ""
-        self.snapshot = replace(
-            self.snapshot, jobs=tuple(replace(j, preemptible=True) for j in self.running)
-        )
-        try:
-            result = self._solve(self.job, True)
-        finally:
-            self.snapshot = replace(self.snapshot, jobs=self.running)
+        evictable = tuple(replace(j, preemptible=True) for j in self.running)
+        result = self._solve(self.job, True, others=evictable)
         if not any(p.job == self.job.key for p in result.placements):
             return (), ""
         preemptible = {j.key: j.preemptible for j in self.running}
