@@ -267,20 +267,24 @@ class AllocationModel:
                 )
             )
             # ties within a level go by planning_order (earliest estimated finish, then oldest):
-            # the first gets the largest bonus
+            # the first gets the largest bonus per GPU placed, so among plans placing as many
+            # GPUs the GPUs go to the earliest-ranked jobs (a sum of bonuses per job would let
+            # eight 1-GPU jobs outvote one 8-GPU gang ranked ahead of them)
             ranked = [
                 j
                 for j in members
                 if (j in self.p or j in group_of) and inst.jobs[j].clone_of is None
             ]
-            bonus.update({j: len(ranked) - rank for rank, j in enumerate(ranked)})
-            age_terms += [bonus[j] * self.p[j] for j in ranked if j in self.p]
-            age_span += sum(bonus[j] for j in ranked)
+            # bonus per new replica: rank bonus x the replica's GPUs
+            for rank, j in enumerate(ranked):
+                bonus[j] = (len(ranked) - rank) * inst.jobs[j].job.gpus_per_replica
+            age_terms += [bonus[j] * self.y[j] for j in ranked if j in self.y]
+            age_span += sum(bonus[j] * inst.jobs[j].hi for j in ranked)
         for g, group in enumerate(self.groups):
             # a group places its first jobs in planning_order: bonus = sum of the first z bonuses
             prefix = [0]
             for j in group.jobs:
-                prefix.append(prefix[-1] + bonus[j])
+                prefix.append(prefix[-1] + bonus[j] * group.size)
             earned = self.model.new_int_var(0, prefix[-1], f"age{g}")
             self.model.add_element(self.z[g], prefix, earned)
             age_terms.append(earned)

@@ -1,7 +1,8 @@
 """Which job wins a tie: the order the planner ranks jobs in within one priority level.
 
 The planner first maximises GPUs per priority level; among plans that place as many GPUs,
-the job earlier in this order is preferred (its bonus in the `age` objective is larger).
+the job earlier in this order is preferred (its bonus per GPU in the `age` objective is
+larger, so GPUs go to the earliest-ranked jobs, not to the most jobs).
 
 Within a level, jobs go by their *estimated finish had they started on arrival*: creation
 time plus estimated run time (spec.estimatedGPUHours spread over the job's GPUs). So a job
