@@ -6,6 +6,7 @@ would see (which pods are created where, which are deleted, what the job's statu
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from gpualloc.controller.state import (
     PinPod,
     RecordEvent,
 )
+from gpualloc.model import Plan
 
 pytestmark = pytest.mark.unit
 Obj = dict[str, Any]
@@ -369,16 +371,58 @@ def test_preemption_evicts_gracefully_and_pins_the_preemptor_only_once_victims_a
     assert status(d, "low")["phase"] == "Preempted"
 
 
-def test_no_new_victims_while_earlier_ones_terminate() -> None:
-    low = gang("low", 1, 8, preemptible=True)
-    low["status"] = {"phase": "Preempted"}
+def test_a_preemptor_fitting_the_free_gpus_binds_at_once_a_gang_needing_a_victims_waits() -> None:
+    low = gang("low", 1, 6, preemptible=True)
+    pair = gang("pair", 2, 2, priority=100)  # 4 GPUs: 2 free now + 2 of the victim's
+    small = job("small", "LLMInferenceJob", replicas=1, gpusPerReplica=2, priority=100)
+    d = run([node("a")], [low, pair, small], [pod_of(low, 0, "a")])
+    assert set(deleted(d)) == {"low-worker-0"}
+    assert created(d, placed=True) == {"small-replica-0": "a"}  # the 2 free GPUs, now
+    assert created(d)["pair-worker-0"] is None and created(d)["pair-worker-1"] is None
+    assert "once the preempted pods there have terminated" in status(d, "pair")["message"]
+
+
+def _terminating(pod: Obj, gone_by: str = "2027-01-15T08:00:20Z") -> Obj:
+    pod["metadata"]["deletionTimestamp"] = gone_by
+    return pod
+
+
+def test_a_job_waits_for_the_room_its_victim_leaves_and_others_may_still_preempt() -> None:
+    low = gang("low", 1, 8, preemptible=True, status={"phase": "Preempted"})
     other = gang("other", 1, 8, preemptible=True)
     high = gang("high", 1, 8, priority=100)
-    leaving = pod_of(low, 0, "a")
-    leaving["metadata"]["deletionTimestamp"] = "2027-01-15T07:03:00Z"
-    d = run([node("a"), node("b")], [low, other, high], [leaving, pod_of(other, 0, "b")])
+    later = gang("later", 1, 8, priority=100)
+    state = ClusterState(
+        nodes=(node("a"), node("b")),
+        pods=(_terminating(pod_of(low, 0, "a")), pod_of(other, 0, "b")),
+        jobs=(low, other, high, later),
+        now=NOW,
+    )
+    earlier = Plan("OPTIMAL", 0, 0, 0, room_for={"ns/low": ("ns/high",)})
+    d = decide(state, earlier)
+    assert set(deleted(d)) == {"other-worker-0"}  # for `later`, not a second one for `high`
+    assert "preempted ns/low, still terminating" in status(d, "high")["message"]
+    assert d.plan.room_for == {"ns/low": ("ns/high",), "ns/other": ("ns/later",)}
+    # the victim gone, its room goes to the job it was evicted for
+    state = replace(state, pods=(pod_of(other, 0, "b"),))
+    assert created(decide(state, d.plan), placed=True) == {"high-worker-0": "a"}
+
+
+def test_no_new_victims_while_victims_of_unknown_purpose_terminate() -> None:
+    """After a restart the last plan is lost: whom the terminating victims made room for is
+    unknown, so no round evicts until they are gone (or the planner would evict anew for the
+    capacity they still hold); one stuck past its grace period stops holding that back."""
+    low = gang("low", 1, 8, preemptible=True, status={"phase": "Preempted"})
+    other = gang("other", 1, 8, preemptible=True)
+    high = gang("high", 1, 8, priority=100)
+    nodes = [node("a"), node("b")]
+    leaving = _terminating(pod_of(low, 0, "a"))
+    d = run(nodes, [low, other, high], [leaving, pod_of(other, 0, "b")])
     assert deleted(d) == {}
     assert "preempted pods are still terminating" in status(d, "high")["message"]
+    stuck = _terminating(pod_of(low, 0, "a"), "2027-01-15T07:58:00Z")  # due 2 minutes ago
+    d = run(nodes, [low, other, high], [stuck, pod_of(other, 0, "b")])
+    assert set(deleted(d)) == {"other-worker-0"}
 
 
 def test_grace_period_per_job_overrides_the_policy() -> None:

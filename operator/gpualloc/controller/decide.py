@@ -64,11 +64,16 @@ from gpualloc.k8s.convert import (
 )
 from gpualloc.model import Job, JobKind, Node, Plan, Policy, RunningPod, Snapshot
 from gpualloc.solver import plan as solve
+from gpualloc.solver.capacity import Free, free_capacity, usage_by_node
+from gpualloc.solver.queue_report import beneficiaries
 from gpualloc.solver.queues import choose_queue
 from gpualloc.solver.topology import span_message
 
 log = logging.getLogger("gpualloc.decide")
 _NAME = re.compile(r"[a-z]([-a-z0-9]{0,50}[a-z0-9])?")
+# a victim's pod still terminating this long after its grace period is stuck (a lost node):
+# the jobs it made room for are planned again, and may evict elsewhere
+STUCK_TERMINATING_SECONDS = 60.0
 Obj = dict[str, Any]
 
 
@@ -233,6 +238,18 @@ def decide(state: ClusterState, previous: Plan | None = None, memo: Memo | None 
 
     # -- 4. plan
     active = {k: w for k, w in works.items() if w.model is not None}
+    victims = _terminating_victims(state, owned, jobs_by_key)
+    room_for = {v: previous.room_for[v] for v in victims if previous and v in previous.room_for}
+    # a job an earlier eviction made room for waits for that room, rather than evicting anew
+    awaiting: dict[str, list[str]] = defaultdict(list)
+    for earlier, made_room_for in room_for.items():
+        for key in made_room_for:
+            if key in active and not any(committed_node(p) for p in active[key].pods):
+                awaiting[key].append(earlier)
+    for key, by in awaiting.items():
+        aside = active.pop(key)
+        wait = f"waits for the GPUs of the preempted {', '.join(sorted(by))}, still terminating"
+        aside.outcome = replace(aside.outcome, unscheduled=wait)
     staying = {p["metadata"]["uid"] for w in active.values() for p in w.pods}
     running: list[RunningPod] = []
     for pod in state.pods:
@@ -248,9 +265,12 @@ def decide(state: ClusterState, previous: Plan | None = None, memo: Memo | None 
         running.append(held)
     models = _with_moves(active, state.now, policy)
     snapshot = Snapshot(tuple(nodes), tuple(running), models, tuple(queues), now=state.now)
-    in_flight = _preemption_in_flight(state, owned, jobs_by_key)
+    # victims whose beneficiaries are unknown (a restart lost them): no new evictions until
+    # they are gone, or the planner would pick more victims for the capacity they still hold
+    in_flight = bool(victims.keys() - room_for.keys())
     plan_policy = replace(policy, preemption=False) if in_flight else policy
     result = solve(snapshot, plan_policy, previous)
+    result = _with_room_for(result, room_for, awaiting, snapshot, previous)
 
     # -- 5. writes: evictions first, then pins and creates of placed pods
     held_nodes: set[str] = set()
@@ -267,18 +287,23 @@ def decide(state: ClusterState, previous: Plan | None = None, memo: Memo | None 
         if eviction.moved_to:
             moved.add(eviction.job)
     nodes_by_name = {n.name: n for n in nodes}
+    used = usage_by_node(running)  # terminating pods and this round's victims included
+    room = {n: free_capacity(nodes_by_name[n], used.get(n)) for n in held_nodes & node_names}
     by_job: dict[str, list[tuple[int, str, int]]] = defaultdict(list)
     for p in result.placements:
         by_job[p.job].append((p.replica, p.node, p.gpus))
+    # the GPUs free now on nodes where this round evicts go to the higher priorities first
+    order = sorted(by_job, key=lambda k: -(m.priority if (m := active[k].model) else 0))
     stamp = iso(state.now)
     pins: list[Write] = []
     placed_creates: list[Write] = []
     placed_total = 0
-    for key, placements in by_job.items():
+    for key in order:
+        placements = by_job[key]
         if key in moved:
             continue  # its pods are being evicted; the next rounds place it first
         work = active[key]
-        actions = _placement_actions(work, placements, held_nodes, stamp)
+        actions = _placement_actions(work, placements, room, stamp)
         if actions is None:
             wait = f"placed on {', '.join(sorted({n for _, n, _ in placements}))} once the "
             wait += "preempted pods there have terminated"
@@ -647,24 +672,23 @@ def _with_moves(active: Mapping[str, _Work], now: float, policy: Policy) -> tupl
 
 
 def _placement_actions(
-    work: _Work, placements: list[tuple[int, str, int]], held_nodes: set[str], stamp: str
+    work: _Work, placements: list[tuple[int, str, int]], room: dict[str, Free], stamp: str
 ) -> list[tuple[int, str, int, Write | None]] | None:
     """The write that carries out each placement of one job (None: already done), or None
-    when the job must wait: all or nothing, so a gang is never half pinned."""
+    when the job must wait: all or nothing, so a gang is never half pinned. `room`: what is
+    free now on the nodes where this round evicts (the victims' GPUs are not, yet); the job's
+    new pods there are written only if they fit in it, and take it."""
     kind = str(work.obj["kind"])
     name = work.obj["metadata"]["name"]
     by_name = {p["metadata"]["name"]: p for p in work.pods}
     actions: list[tuple[int, str, int, Write | None]] = []
+    new_on: dict[str, list[int]] = defaultdict(list)  # node -> GPUs of each new pod
     for replica, node, gpus in placements:
         pod_id = pod_name(name, kind, replica)
         if pod_id in work.create:
-            if node in held_nodes:
-                return None
             pod = pinned(work.create[pod_id], node, stamp)
             actions.append((replica, node, gpus, CreatePod(work.key, pod, placed=True)))
         elif pod_id in by_name and is_gated(by_name[pod_id]):
-            if node in held_nodes:
-                return None
             pod = by_name[pod_id]
             meta = pod["metadata"]
             patch = tuple(placement_patch(pod, node, stamp))
@@ -673,19 +697,66 @@ def _placement_actions(
             )
         elif pod_id in by_name and committed_node(by_name[pod_id]) == node:
             actions.append((replica, node, gpus, None))
+            continue
         else:
             return None  # its pod is being deleted or cannot be created: wait
+        if node in room:
+            new_on[node].append(gpus)
+    cpu, memory = (work.model.cpu_milli, work.model.memory_mib) if work.model else (0, 0)
+    left = {
+        n: Free(
+            room[n].gpus - sum(gpus),
+            room[n].cpu_milli - cpu * len(gpus),
+            room[n].memory_mib - memory * len(gpus),
+        )
+        for n, gpus in new_on.items()
+    }
+    if any(min(f.gpus, f.cpu_milli, f.memory_mib) < 0 for f in left.values()):
+        return None  # it needs the victims' GPUs: placed once their pods are gone
+    room.update(left)
     return actions
 
 
-def _preemption_in_flight(
+def _terminating_victims(
     state: ClusterState, owned: Mapping[str, list[Obj]], jobs: Mapping[str, Obj]
-) -> bool:
-    """Victims of an earlier round are still terminating: plan no new evictions until they
-    are gone, or the planner would pick more victims for the capacity they still hold."""
+) -> dict[str, float]:
+    """Preempted jobs whose pods are still terminating -> when the last should be gone. One
+    stuck well past that (a lost node) holds nothing back any more."""
+    out: dict[str, float] = {}
     for key, pods in owned.items():
-        if ((jobs[key].get("status") or {}).get("phase")) == "Preempted" and any(
-            _terminating(p) for p in pods
-        ):
-            return True
-    return False
+        if ((jobs[key].get("status") or {}).get("phase")) != "Preempted":
+            continue
+        deadlines = [
+            _seconds(p["metadata"]["deletionTimestamp"]) or state.now
+            for p in pods
+            if _terminating(p)
+        ]
+        if deadlines and state.now < max(deadlines) + STUCK_TERMINATING_SECONDS:
+            out[key] = max(deadlines)
+    return out
+
+
+def _with_room_for(
+    result: Plan,
+    room_for: Mapping[str, tuple[str, ...]],
+    awaiting: Mapping[str, list[str]],
+    snapshot: Snapshot,
+    previous: Plan | None,
+) -> Plan:
+    """The plan with whom each victim still terminating made room for: the earlier victims'
+    and this plan's (the jobs it placed on their nodes). A queue's hold for a victim stays
+    while a job it made room for waits out of the plan (the planner did not see that job)."""
+    jobs = {j.key: j for j in snapshot.jobs}
+    fresh = {
+        e.job: e.for_jobs
+        or tuple(
+            sorted({j.key for j in beneficiaries(e.job, snapshot.pods, result.placements, jobs)})
+        )
+        for e in result.evictions
+    }
+    placed = {p.job for p in result.placements}
+    holds = dict(result.holds)
+    for victim, hold in (previous.holds if previous else {}).items():
+        if victim not in holds and victim not in placed and set(hold.for_jobs) & awaiting.keys():
+            holds[victim] = hold
+    return replace(result, room_for={**room_for, **fresh}, holds=holds)

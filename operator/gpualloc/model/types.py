@@ -270,6 +270,9 @@ class Plan:
     holds: Mapping[str, Hold] = field(default_factory=dict)  # job key -> where it may not go
     # with moves: the solver status of choosing them (OPTIMAL: no set losing less work exists)
     moves_status: str = ""
+    # set by the control loop: victims whose pods are still terminating -> the jobs their
+    # eviction made room for, which wait for those GPUs instead of evicting anew
+    room_for: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def gap(self) -> float:
