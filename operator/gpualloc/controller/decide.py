@@ -61,6 +61,7 @@ from gpualloc.k8s.convert import (
     node_from_k8s,
     pod_from_k8s,
     policy_from_k8s,
+    rfc3339_seconds,
 )
 from gpualloc.model import Job, JobKind, Node, Plan, Policy, RunningPod, Snapshot
 from gpualloc.solver import plan as solve
@@ -117,13 +118,6 @@ def key_of(obj: Mapping[str, Any]) -> str:
 
 def iso(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _seconds(stamp: Any) -> float | None:
-    try:
-        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 @dataclass
@@ -626,7 +620,7 @@ def _unbound(pods: list[Obj], now: float, timeout: int) -> list[Obj]:
             continue
         if not _refused_by_scheduler(pod):
             continue
-        at = _seconds(((pod.get("metadata") or {}).get("annotations") or {}).get(PLACED_AT))
+        at = rfc3339_seconds(((pod.get("metadata") or {}).get("annotations") or {}).get(PLACED_AT))
         if at is not None and now - at > timeout:
             stuck.append(pod)
     return stuck
@@ -640,7 +634,11 @@ def _next_bind_deadline(state: ClusterState, timeout: int) -> float | None:
         if not (pod.get("spec") or {}).get("nodeName")
         and not is_gated(pod)
         and not _terminating(pod)
-        and (at := _seconds(((pod.get("metadata") or {}).get("annotations") or {}).get(PLACED_AT)))
+        and (
+            at := rfc3339_seconds(
+                ((pod.get("metadata") or {}).get("annotations") or {}).get(PLACED_AT)
+            )
+        )
         is not None
     ]
     return max(1.0, min(deadlines) + 1.0) if deadlines else None
@@ -656,7 +654,7 @@ def _with_moves(active: Mapping[str, _Work], now: float, policy: Policy) -> tupl
     out = []
     for key, model in models.items():
         status = active[key].obj.get("status") or {}
-        moved_at = _seconds(status.get("lastMovedTime")) or 0.0
+        moved_at = rfc3339_seconds(status.get("lastMovedTime")) or 0.0
         model = replace(model, moved_at=moved_at)  # a status field: not in the parse memo
         moving = any(
             c.get("type") == "Moved" and c.get("status") == "True"
@@ -727,7 +725,7 @@ def _terminating_victims(
         if ((jobs[key].get("status") or {}).get("phase")) != "Preempted":
             continue
         deadlines = [
-            _seconds(p["metadata"]["deletionTimestamp"]) or state.now
+            rfc3339_seconds(p["metadata"]["deletionTimestamp"]) or state.now
             for p in pods
             if _terminating(p)
         ]
