@@ -230,14 +230,24 @@ def _nodes_column(nodes: list[str]) -> str:
     return f"{shown},... ({len(nodes) - shown.count(',') - 1} more)"
 
 
+_STAMP = "lastTransitionTime"
+_ABSENT = object()
+
+
 def status_changed(old: Obj, new: Obj) -> bool:
-    """Ignore timestamps: write the status only when something a user sees changed."""
+    """Ignore timestamps: write the status only when something a user sees changed (any
+    field, or any condition's field but its lastTransitionTime). Compared in place: decide
+    asks this of every job every round."""
+    old = old or {}
+    if any(k != "conditions" and old.get(k, _ABSENT) != v for k, v in new.items()):
+        return True
+    if any(k != "conditions" and k not in new for k in old):
+        return True
+    before, after = old.get("conditions") or [], new.get("conditions") or []
+    return len(before) != len(after) or any(map(_condition_changed, before, after))
 
-    def strip(s: Obj) -> Obj:
-        conds = [
-            {k: v for k, v in c.items() if k != "lastTransitionTime"}
-            for c in s.get("conditions") or []
-        ]
-        return {**s, "conditions": conds}
 
-    return strip(old or {}) != strip(new)
+def _condition_changed(old: Obj, new: Obj) -> bool:
+    if len(old) - (_STAMP in old) != len(new) - (_STAMP in new):
+        return True
+    return any(k != _STAMP and new.get(k, _ABSENT) != v for k, v in old.items())

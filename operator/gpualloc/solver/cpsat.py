@@ -35,6 +35,14 @@ TIE_BREAK_GAP = 0.01
 _THROUGHPUT_SCALE = 10
 
 
+class _Model(cp_model.CpModel):
+    """A CpModel without the camelCase aliases OR-Tools sets on every instance (about 2 ms
+    a model, every round); gpualloc calls only the snake_case methods."""
+
+    def _add_pre_pep8_methods(self) -> None:
+        pass
+
+
 @dataclass
 class _Group:
     shape: int
@@ -68,7 +76,7 @@ class AllocationModel:
     def __init__(self, inst: Instance, policy: Policy) -> None:
         self.inst = inst
         self.policy = policy
-        self.model = cp_model.CpModel()
+        self.model = _Model()
         self.groups: list[_Group] = []
         self.z: dict[int, cp_model.IntVar] = {}
         self.y: dict[int, cp_model.IntVar] = {}
@@ -123,8 +131,9 @@ class AllocationModel:
         return placed
 
     def _add_eviction_variables(self) -> None:
+        useless = self._useless_victims()
         for j, state in enumerate(self.inst.jobs):
-            if state.evictable:
+            if state.evictable and j not in useless:
                 self.e[j] = self.model.new_bool_var(f"e{j}")
                 if j in self.y:  # an evicted job is re-planned next round, not moved now
                     self.model.add(self.p[j] + self.e[j] <= 1)
@@ -135,6 +144,36 @@ class AllocationModel:
             self.model.add(self.p[c] <= self.e[j])
             if not (self.inst.jobs[j].job.preemptible and self.policy.preemption):
                 self.model.add(self.e[j] <= self.p[c])
+
+    def _useless_victims(self) -> set[int]:
+        """Running jobs whose eviction can free nothing anyone may use, so every plan
+        evicting one is worse than the same plan keeping it (it loses the job's GPUs at its
+        level and gains nothing): no eviction variable, no eviction stage when none is left.
+        A victim's GPUs go only to strictly higher priority (_single_node_capacity); its CPU
+        and memory could go to anyone, so only nodes where they never bind count: every
+        shape that may use the node asks for at most its share of CPU and memory per GPU
+        (free CPU, memory over the GPUs free with every victim gone). Without GPUQueues
+        (reclaim) and moves, which evict for other reasons."""
+        inst = self.inst
+        if inst.queues or inst.clones:
+            return set()
+        pending = [inst.shapes[s.shape] for s in inst.jobs if s.hi > 0 and s.shape >= 0]
+        top = max((shape.key.priority for shape in pending if shape.classes), default=None)
+        useful: set[int] = set()
+        for k, cls in enumerate(inst.classes):
+            if not cls.victims:
+                continue
+            gpus = _capacity_with_victims(cls).gpus
+            keys = [shape.key for shape in inst.shapes if k in shape.classes]
+            binds = any(
+                key.cpu_milli * gpus > cls.free.cpu_milli * key.gpus
+                or key.memory_mib * gpus > cls.free.memory_mib * key.gpus
+                for key in keys
+            )
+            for v in cls.victims:
+                if binds or (top is not None and top > inst.jobs[v].job.priority):
+                    useful.add(v)
+        return {j for j, s in enumerate(inst.jobs) if s.evictable and j not in useful}
 
     def _add_count_variables(self) -> None:
         inst = self.inst
@@ -180,14 +219,16 @@ class AllocationModel:
         would free; capacity freed by a victim goes only to strictly higher priority."""
         key = [self.inst.shapes[s].key for s in shapes]
         used = self.u.get(k, 1)
+        victims = {v: held for v, held in cls.victims.items() if v in self.e}
         for attr in ("gpus", "cpu_milli", "memory_mib"):
-            freed = sum(getattr(held, attr) * self.e[v] for v, held in cls.victims.items())
+            freed = sum(getattr(held, attr) * self.e[v] for v, held in victims.items())
             load = sum(getattr(key[i], attr) * self.c[s, k] for i, s in enumerate(shapes))
             self.model.add(load <= getattr(cls.free, attr) * used + freed)
         if self.queues is not None:
             self.queues.victim_capacity(k, cls, shapes)
             return
-        victim_priorities = sorted({self.inst.jobs[v].job.priority for v in cls.victims})
+        # a job kept running for sure (no eviction variable) is no victim here
+        victim_priorities = sorted({self.inst.jobs[v].job.priority for v in victims})
         for q in victim_priorities:
             low = [self.c[s, k] * key[i].gpus for i, s in enumerate(shapes) if key[i].priority <= q]
             if low:
@@ -195,11 +236,11 @@ class AllocationModel:
                 # keeps its GPUs elsewhere in the same plan)
                 freed_below = sum(
                     held.gpus * self.e[v]
-                    for v, held in cls.victims.items()
+                    for v, held in victims.items()
                     if self.inst.jobs[v].job.priority < q
                 ) + sum(
                     held.gpus * self.moved[v]
-                    for v, held in cls.victims.items()
+                    for v, held in victims.items()
                     if v in self.moved and self.inst.jobs[v].job.priority >= q
                 )
                 self.model.add(sum(low) <= cls.free.gpus + freed_below)

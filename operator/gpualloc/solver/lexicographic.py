@@ -111,11 +111,18 @@ def solve_lexicographic(
         last = solver
         value = round(solver.objective_value)
         model.add(expr >= value)
-        model.clear_hints()  # type: ignore[no-untyped-call]
-        for i in range(len(model.proto.variables)):
-            var = model.get_int_var_from_proto_index(i)
-            model.add_hint(var, solver.value(var))
+        _hint_solution(model, solver)
     return last, results
 
 
 _FOUND = (cp_model.OPTIMAL, cp_model.FEASIBLE)
+
+
+def _hint_solution(model: cp_model.CpModel, solver: cp_model.CpSolver) -> None:
+    """Hint every variable at its value in the solver's solution (the next stage starts
+    there): the solution vector copied at once, as `add_hint` per variable would write it."""
+    model.clear_hints()  # type: ignore[no-untyped-call]
+    values = solver.response_proto.solution  # one value per variable, in index order
+    hint = model.proto.solution_hint
+    hint.vars.extend(range(len(values)))
+    hint.values.extend(values)
