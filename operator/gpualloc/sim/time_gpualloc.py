@@ -221,7 +221,7 @@ class GpuallocScheduler:
         if grace <= 0:
             del self.pods[name]
         else:
-            pod["metadata"]["deletionTimestamp"] = iso(now)
+            pod["metadata"]["deletionTimestamp"] = iso(now + grace)  # when it must be gone
             self._changed(pod)
             self.pod_gone_at[name] = now + grace
         return [Delete(write.job, replica_index(pod), grace, write.evict)]
