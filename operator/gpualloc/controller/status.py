@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Hashable
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from gpualloc.controller.pods import is_gated, replica_index
@@ -37,6 +38,34 @@ class Outcome:
 class Report:
     status: Obj
     events: list[tuple[str, str, str]]  # (type, reason, message)
+
+
+_OUTCOME_FIELDS = tuple(f.name for f in fields(Outcome))
+
+
+def report_key(job: Obj, pods: list[Obj], outcome: Outcome, desired: int) -> Hashable | None:
+    """Everything `job_report` reads but the time stamp, as a key: the job's and its pods'
+    uid and resourceVersion (the API server bumps it on every change), the outcome, the
+    desired replicas. None when an object lacks either (nothing to key it by) and for a
+    move (it stamps lastMovedTime). Otherwise the stamp reaches only transition times, which
+    `status_changed` ignores: where it was False for a key, it is False again for the same
+    key at any stamp, with the same phase and Events, so decide may keep (phase, Events) by
+    this key from round to round and skip the report."""
+    if outcome.moved:
+        return None
+    meta = job.get("metadata") or {}
+    objects = [(meta.get("uid"), meta.get("resourceVersion"))]
+    objects += [
+        ((p.get("metadata") or {}).get("uid"), (p.get("metadata") or {}).get("resourceVersion"))
+        for p in pods
+    ]
+    if any(uid is None or version is None for uid, version in objects):
+        return None
+    decided = tuple(
+        tuple(sorted(v.items())) if isinstance(v, dict) else v
+        for v in (getattr(outcome, name) for name in _OUTCOME_FIELDS)
+    )
+    return (tuple(objects), decided, desired)
 
 
 def _condition(
