@@ -26,12 +26,11 @@ growth for each pod (taken from the base pass), plus the base plan's node.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from ortools.sat.python import cp_model
+from ortools.sat.python import cp_model, cp_model_helper
 
 from gpualloc.model.devices import MILLI, DevicePlacement, PodRequest
 from gpualloc.solver.devices.device_policies import (
@@ -44,15 +43,21 @@ from gpualloc.solver.devices.device_policies import (
 from gpualloc.solver.devices.devicestate import DeviceState, FloatArray
 from gpualloc.solver.devices.fragmentation import Workload, node_fragmentation
 from gpualloc.solver.devices.scarcity import ModelDemand, reserve_penalty
-from gpualloc.solver.lexicographic import Objective, solve_lexicographic
 
 Plan = list[DevicePlacement | None]
+# largest product of the spans folded into one objective: exact in CP-SAT's int64 and well
+# inside the range where its LP relaxation is precise
+_MAX_FOLDED = 2**50
 
 
 @dataclass(frozen=True)
 class BatchOptions:
     candidates: int = 6  # nodes considered per pod
-    time_limit_seconds: float = 0.2
+    # CP-SAT's budget per batch in deterministic seconds, the same work on any machine and
+    # load, so a run is repeatable (the largest joint plan of the seed-42 runs of seven
+    # openb lists took 0.03); the wall-clock limit is only a safety cap
+    deterministic_time: float = 0.1
+    time_limit_seconds: float = 2.0
     num_workers: int = 1
     # the greedy pass ranks placements by the published simulator's integer FGD scores
     # (False: by the exact growth of F)
@@ -280,89 +285,152 @@ def _joint(
 ) -> Plan | None:
     """The CP-SAT plan (see the module docstring) over each pod's options `seen`, or None
     if none was found."""
-    model = cp_model.CpModel()
+    model = _Model()
     x: dict[tuple[int, int, int], cp_model.IntVar] = {}
     y: dict[tuple[int, int], cp_model.IntVar] = {}
-    cost_terms: list[cp_model.LinearExprT] = []
+    # each linear term as its variables and coefficients, summed once at the end (CP-SAT
+    # flattens any expression to the same sorted terms; building it by + is slow)
+    cost_vars: list[cp_model.IntVar] = []
+    cost_coeffs: list[int] = []
     cost_span = 0
-    device_load: dict[tuple[int, int], list[cp_model.LinearExprT]] = defaultdict(list)
-    node_cpu: dict[int, list[cp_model.LinearExprT]] = defaultdict(list)
-    node_mem: dict[int, list[cp_model.LinearExprT]] = defaultdict(list)
-    placed_milli: list[cp_model.LinearExprT] = []
-    placed_pods: list[cp_model.LinearExprT] = []
+    device_load: dict[tuple[int, int], tuple[list[cp_model.IntVar], list[int]]] = {}
+    node_use: dict[int, tuple[list[cp_model.IntVar], list[int], list[int]]] = {}
+    placed_vars: list[cp_model.IntVar] = []
+    placed_milli: list[int] = []
+    chosen: list[list[tuple[int, cp_model.IntVar, list[tuple[int, cp_model.IntVar]]]]] = []
     for i, pod in enumerate(pods):
         found = seen[i]
+        on_pod: list[tuple[int, cp_model.IntVar, list[tuple[int, cp_model.IntVar]]]] = []
+        chosen.append(on_pod)
         if found is None:  # fits nowhere
             continue
         first = base[i]
         forced = first.node if first is not None else None
-        on_some: list[cp_model.IntVar] = []
+        per_device = pod.gpu_milli if pod.is_share else MILLI
         for cand in _candidates(state, pod, found, options.candidates, forced):
             n = cand.node
-            yv = model.new_bool_var(f"y{i}_{n}")
+            yv = model.new_bool_var("")
             y[i, n] = yv
-            on_some.append(yv)
-            node_cpu[n].append(pod.cpu_milli * yv)
-            node_mem[n].append(pod.memory_mib * yv)
-            if pod.is_share:
-                xs = []
+            use = node_use.setdefault(n, ([], [], []))
+            use[0].append(yv)
+            use[1].append(pod.cpu_milli)
+            use[2].append(pod.memory_mib)
+            xs: list[tuple[int, cp_model.IntVar]] = []
+            if pod.is_share or pod.whole_gpus:
                 for g in cand.devices:
-                    xv = model.new_bool_var(f"x{i}_{n}_{g}")
+                    xv = model.new_bool_var("")
                     x[i, n, g] = xv
-                    xs.append(xv)
-                    device_load[n, g].append(pod.gpu_milli * xv)
-                    cost_terms.append(cand.cost[g] * xv)
-                model.add(sum(xs) == yv)
+                    xs.append((g, xv))
+                    load = device_load.setdefault((n, g), ([], []))
+                    load[0].append(xv)
+                    load[1].append(per_device)
+                    if pod.is_share:
+                        cost_vars.append(xv)
+                        cost_coeffs.append(-cand.cost[g])
+                count = 1 if pod.is_share else pod.whole_gpus
+                model.add(cp_model.LinearExpr.sum([v for _, v in xs]) == count * yv)
+            if pod.is_share:
                 cost_span += max(abs(c) for c in cand.cost.values())
             else:
-                if pod.whole_gpus:
-                    xs = []
-                    for g in cand.devices:
-                        xv = model.new_bool_var(f"x{i}_{n}_{g}")
-                        x[i, n, g] = xv
-                        xs.append(xv)
-                        device_load[n, g].append(MILLI * xv)
-                    model.add(sum(xs) == pod.whole_gpus * yv)
-                cost_terms.append(cand.cost[-1] * yv)
+                cost_vars.append(yv)
+                cost_coeffs.append(-cand.cost[-1])
                 cost_span += abs(cand.cost[-1])
-        if on_some:
-            model.add(sum(on_some) <= 1)
-            placed_milli.append(pod.gpu_request_milli * sum(on_some))
-            placed_pods.append(sum(on_some))
+            on_pod.append((n, yv, xs))
+        if on_pod:
+            model.add(cp_model.LinearExpr.sum([yv for _, yv, _ in on_pod]) <= 1)
+            placed_vars += [yv for _, yv, _ in on_pod]
+            placed_milli += [pod.gpu_request_milli] * len(on_pod)
     if not y:
         return None
-    for (n, g), load in device_load.items():
-        model.add(sum(load) <= int(state.gpu_left[n, g]))
-    for n, load in node_cpu.items():
-        model.add(sum(load) <= int(state.cpu_left[n]))
-    for n, load in node_mem.items():
-        model.add(sum(load) <= int(state.mem_left[n]))
+    for (n, g), (load_vars, load_milli) in device_load.items():
+        model.add(
+            cp_model.LinearExpr.weighted_sum(load_vars, load_milli) <= int(state.gpu_left[n, g])
+        )
+    for n, (use_vars, _, _) in node_use.items():
+        cpu = node_use[n][1]
+        model.add(cp_model.LinearExpr.weighted_sum(use_vars, cpu) <= int(state.cpu_left[n]))
+    for n, (use_vars, _, mem) in node_use.items():
+        model.add(cp_model.LinearExpr.weighted_sum(use_vars, mem) <= int(state.mem_left[n]))
     _hint(model, base, x, y)
-    objectives = [
-        Objective("gpu-milli", sum(placed_milli), sum(p.gpu_request_milli for p in pods)),
-        Objective("pods", sum(placed_pods), len(pods)),
-        Objective("fragmentation", -sum(cost_terms), 2 * cost_span + 1),
-    ]
-    solver, _ = solve_lexicographic(
+    solver = _maximize_in_order(
         model,
-        objectives,
-        time_limit=options.time_limit_seconds,
-        relative_gap=0.0,
-        num_workers=options.num_workers,
+        [
+            (
+                cp_model.LinearExpr.weighted_sum(placed_vars, placed_milli),
+                sum(p.gpu_request_milli for p in pods),
+            ),
+            (cp_model.LinearExpr.sum(placed_vars), len(pods)),
+            (cp_model.LinearExpr.weighted_sum(cost_vars, cost_coeffs), 2 * cost_span + 1),
+        ],
+        options,
     )
     if solver is None:
         return None
     out: Plan = []
-    for i in range(len(pods)):
+    for on_pod in chosen:
         spot = None
-        for (pi, n), yv in y.items():
-            if pi == i and solver.value(yv):
-                devices = tuple(
-                    g for (pj, m, g), xv in x.items() if pj == i and m == n and solver.value(xv)
-                )
-                spot = DevicePlacement(n, devices)
+        for n, yv, xs in on_pod:
+            if solver.boolean_value(yv):
+                spot = DevicePlacement(n, tuple(g for g, xv in xs if solver.boolean_value(xv)))
         out.append(spot)
     return out
+
+
+class _Model(cp_model.CpModel):
+    """A CpModel without the pre-PEP 8 aliases its constructor adds one by one (about a
+    millisecond per model, one model per batch)."""
+
+    def __init__(self) -> None:
+        cp_model_helper.CpBaseModel.__init__(self, None)
+
+
+def _maximize_in_order(
+    model: cp_model.CpModel,
+    terms: list[tuple[cp_model.LinearExprT, int]],
+    options: BatchOptions,
+) -> cp_model.CpSolver | None:
+    """Maximize the terms (expression, span of its values) in strict order: folded into one
+    weighted sum while the weights stay exact (always, for batches of up to about 40
+    pods), else in stages, each fixing its value for the next. The solver holding the
+    final solution, or None if none was found."""
+    stages: list[list[tuple[cp_model.LinearExprT, int]]] = [[]]
+    product = 1
+    for expr, span in terms:
+        if span <= 0:
+            continue
+        if stages[-1] and product * (span + 1) > _MAX_FOLDED:
+            stages.append([])
+            product = 1
+        stages[-1].append((expr, span))
+        product *= span + 1
+    solver: cp_model.CpSolver | None = None
+    for stage in stages:
+        weight, weighted = 1, []
+        for expr, span in reversed(stage):
+            weighted.append((expr, weight))
+            weight *= span + 1
+        objective = sum(w * e for e, w in reversed(weighted))
+        model.maximize(objective)
+        if solver is not None:  # start from the previous stage's solution
+            _hint_solution(model, solver)
+        stage_solver = cp_model.CpSolver()
+        params = stage_solver.parameters
+        params.max_deterministic_time = options.deterministic_time / len(stages)
+        params.max_time_in_seconds = options.time_limit_seconds / len(stages)
+        params.relative_gap_limit = 0.0
+        params.num_workers = options.num_workers
+        if stage_solver.solve(model) not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            break  # the previous stage's solution stands
+        solver = stage_solver
+        model.add(objective >= round(solver.objective_value))
+    return solver
+
+
+def _hint_solution(model: cp_model.CpModel, solver: cp_model.CpSolver) -> None:
+    model.clear_hints()  # type: ignore[no-untyped-call]
+    for i in range(len(model.proto.variables)):
+        var = model.get_int_var_from_proto_index(i)
+        model.add_hint(var, solver.value(var))
 
 
 def _best(

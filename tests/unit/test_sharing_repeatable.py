@@ -1,0 +1,77 @@
+"""gpualloc's openb runs are repeatable: CP-SAT's budget per batch is deterministic time,
+so the same seed gives the same placements on a quiet or a loaded machine."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+import pytest
+
+from gpualloc.model.devices import DevicePlacement, GpuNode, PodRequest
+from gpualloc.sim.openb import replay, sample_trace
+from gpualloc.sim.policies import GpuallocBatch, make_policy
+from gpualloc.solver.devices.devicestate import DeviceState
+from gpualloc.solver.devices.sharing import BatchOptions
+from tests.unit.test_simulator import gpu_node, pod
+
+pytestmark = pytest.mark.unit
+
+
+class _Recorder(GpuallocBatch):
+    """gpualloc's planner, keeping every plan it returns."""
+
+    def __init__(self, inner: GpuallocBatch) -> None:
+        super().__init__(inner.workload, inner.options, inner.demand)
+        self.plans: list[list[DevicePlacement | None]] = []
+
+    def plan_batch(
+        self, state: DeviceState, pods: Sequence[PodRequest]
+    ) -> list[DevicePlacement | None]:
+        plan = super().plan_batch(state, pods)
+        self.plans.append(plan)
+        return plan
+
+
+def _small_list(seed: int) -> tuple[list[GpuNode], list[PodRequest]]:
+    rng = random.Random(seed)
+    nodes = [
+        gpu_node(f"n{i:02d}", rng.choice([2, 4, 8]), rng.choice("AB"), rng.choice([32_000, 96_000]))
+        for i in range(24)
+    ]
+    pods = [
+        pod("w1", cpu=4000),
+        pod("w2", 2, cpu=8000),
+        pod("w4", 4, cpu=16_000),
+        pod("w8", 8, cpu=32_000),
+        pod("s3", 1, 300, cpu=2000),
+        pod("s5", 1, 500, cpu=3000, spec=("A",)),
+        pod("c", 0, cpu=6000),
+    ]
+    return nodes, pods
+
+
+def _run(seed: int, options: BatchOptions) -> list[list[DevicePlacement | None]]:
+    nodes, pod_list = _small_list(seed)
+    arrivals, ordered = sample_trace(pod_list, nodes, 1.2, seed)
+    inner = make_policy("gpualloc", pod_list, DeviceState(ordered), options)
+    assert isinstance(inner, GpuallocBatch)
+    planner = _Recorder(inner)
+    replay(ordered, arrivals, planner, batch=8)
+    return planner.plans
+
+
+@pytest.mark.parametrize("seed", [42, 43])
+def test_the_same_seed_places_every_pod_the_same_way_twice(seed: int) -> None:
+    # a budget small enough to stop some searches before they prove optimality: with a
+    # wall-clock limit, where they stop (and so the plan) would follow the machine's load
+    options = BatchOptions(deterministic_time=0.002, time_limit_seconds=30.0)
+    first = _run(seed, options)
+    assert sum(1 for plan in first for spot in plan if spot is not None) > 30
+    assert _run(seed, options) == first
+
+
+def test_the_wall_clock_cap_does_not_change_the_plans() -> None:
+    # the cap is only a safety net far above the deterministic budget
+    loose = _run(44, BatchOptions(time_limit_seconds=60.0))
+    assert _run(44, BatchOptions(time_limit_seconds=1.0)) == loose
