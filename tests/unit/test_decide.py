@@ -403,6 +403,11 @@ def test_a_job_waits_for_the_room_its_victim_leaves_and_others_may_still_preempt
     assert set(deleted(d)) == {"other-worker-0"}  # for `later`, not a second one for `high`
     assert "preempted ns/low, still terminating" in status(d, "high")["message"]
     assert d.plan.room_for == {"ns/low": ("ns/high",), "ns/other": ("ns/later",)}
+    # a victim the plan knows of counts whatever its reported phase (placed, waiting again)
+    low["status"] = {"phase": "Unschedulable"}
+    again = decide(state, earlier)
+    assert "preempted ns/low, still terminating" in status(again, "high")["message"]
+    assert again.plan.room_for == d.plan.room_for
     # the victim gone, its room goes to the job it was evicted for
     state = replace(state, pods=(pod_of(other, 0, "b"),))
     assert created(decide(state, d.plan), placed=True) == {"high-worker-0": "a"}

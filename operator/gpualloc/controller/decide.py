@@ -232,7 +232,7 @@ def decide(state: ClusterState, previous: Plan | None = None, memo: Memo | None 
 
     # -- 4. plan
     active = {k: w for k, w in works.items() if w.model is not None}
-    victims = _terminating_victims(state, owned, jobs_by_key)
+    victims = _terminating_victims(state, owned, jobs_by_key, previous)
     room_for = {v: previous.room_for[v] for v in victims if previous and v in previous.room_for}
     # a job an earlier eviction made room for waits for that room, rather than evicting anew
     awaiting: dict[str, list[str]] = defaultdict(list)
@@ -716,13 +716,19 @@ def _placement_actions(
 
 
 def _terminating_victims(
-    state: ClusterState, owned: Mapping[str, list[Obj]], jobs: Mapping[str, Obj]
+    state: ClusterState,
+    owned: Mapping[str, list[Obj]],
+    jobs: Mapping[str, Obj],
+    previous: Plan | None,
 ) -> dict[str, float]:
-    """Preempted jobs whose pods are still terminating -> when the last should be gone. One
+    """Evicted jobs whose pods are still terminating -> when the last should be gone: the
+    victims the last plan knows of, and any job reported Preempted (after a restart). One
     stuck well past that (a lost node) holds nothing back any more."""
+    known = previous.room_for if previous is not None else {}
     out: dict[str, float] = {}
     for key, pods in owned.items():
-        if ((jobs[key].get("status") or {}).get("phase")) != "Preempted":
+        phase = (jobs[key].get("status") or {}).get("phase")
+        if key not in known and phase != "Preempted":
             continue
         deadlines = [
             rfc3339_seconds(p["metadata"]["deletionTimestamp"]) or state.now
