@@ -22,7 +22,7 @@ from gpualloc.controller.state import (
     PinPod,
     RecordEvent,
 )
-from gpualloc.model import Plan
+from gpualloc.model import JobKind, Placement, Plan
 
 pytestmark = pytest.mark.unit
 Obj = dict[str, Any]
@@ -398,11 +398,19 @@ def test_a_job_waits_for_the_room_its_victim_leaves_and_others_may_still_preempt
         jobs=(low, other, high, later),
         now=NOW,
     )
-    earlier = Plan("OPTIMAL", 0, 0, 0, room_for={"ns/low": ("ns/high",)})
+    high_on_a = (Placement("ns/high", JobKind.TRAINING, 0, "a", 8),)
+    earlier = Plan(
+        "OPTIMAL", 0, 0, 0, room_for={"ns/low": ("ns/high",)}, reserved={"ns/high": high_on_a}
+    )
     d = decide(state, earlier)
     assert set(deleted(d)) == {"other-worker-0"}  # for `later`, not a second one for `high`
     assert "preempted ns/low, still terminating" in status(d, "high")["message"]
+    assert created(d, placed=True) == {}  # neither is pinned onto GPUs still in use
     assert d.plan.room_for == {"ns/low": ("ns/high",), "ns/other": ("ns/later",)}
+    assert d.plan.reserved == {
+        "ns/high": high_on_a,
+        "ns/later": (Placement("ns/later", JobKind.TRAINING, 0, "b", 8),),
+    }
     # a victim the plan knows of counts whatever its reported phase (placed, waiting again)
     low["status"] = {"phase": "Unschedulable"}
     again = decide(state, earlier)

@@ -126,6 +126,33 @@ def test_reclaim_evicts_the_borrower_through_the_eviction_api() -> None:
     assert "once the preempted pods there have terminated" in status(d, "a1")["message"]
 
 
+def test_a_job_awaiting_its_reclaim_counts_in_its_queue_so_no_second_reclaim_is_made() -> None:
+    borrower = gang("b2", 1, 8, preemptible=True)
+    borrower["metadata"]["namespace"] = "b"
+    keeper = gang("b1", 1, 8, preemptible=True)
+    keeper["metadata"]["namespace"] = "b"
+    owner, second = gang("a1", 1, 8), gang("a2", 1, 8)
+    pods = [pod_of(keeper, 0, "n0"), pod_of(borrower, 0, "n1")]
+    pods[1]["status"]["startTime"] = "2026-01-02T00:00:00Z"
+    # b borrows all 16 GPUs: queue c's idle 8 and queue a's 8
+    queues = [gpu_queue("a", ["ns"]), gpu_queue("b", ["b"], 0), gpu_queue("c", ["c"])]
+    first = run([node("n0"), node("n1")], [keeper, borrower, owner], queues, pods)
+    assert [w.name for w in first.writes if isinstance(w, DeletePod)] == ["b2-worker-0"]
+    # next round: b2 still terminating, a2 arrives; a1 holds queue a's 8 nominal GPUs already
+    pods[1]["metadata"]["deletionTimestamp"] = "2027-01-15T08:00:20Z"
+    state = ClusterState(
+        nodes=(node("n0"), node("n1")),
+        pods=(*pods, pod_of(owner, 0)),
+        jobs=(keeper, borrower, owner, second),
+        now=NOW + 5,
+        queues=tuple(queues),
+    )
+    then = decide(state, first.plan)
+    assert not [w for w in then.writes if isinstance(w, DeletePod)]  # b1 keeps running
+    assert "still terminating" in status(then, "a1")["message"]
+    assert "queue a" in status(then, "a2")["message"]
+
+
 def test_no_queues_no_queue_writes() -> None:
     d = run([node("a")], [gang("x", 1, 8)], [])
     assert not [w for w in d.writes if isinstance(w, PatchQueueStatus)]

@@ -63,7 +63,7 @@ from gpualloc.k8s.convert import (
     policy_from_k8s,
     rfc3339_seconds,
 )
-from gpualloc.model import Job, JobKind, Node, Plan, Policy, RunningPod, Snapshot
+from gpualloc.model import Job, JobKind, Node, Placement, Plan, Policy, RunningPod, Snapshot
 from gpualloc.solver import plan as solve
 from gpualloc.solver.capacity import Free, free_capacity, usage_by_node
 from gpualloc.solver.queue_report import beneficiaries
@@ -234,29 +234,16 @@ def decide(state: ClusterState, previous: Plan | None = None, memo: Memo | None 
     active = {k: w for k, w in works.items() if w.model is not None}
     victims = _terminating_victims(state, owned, jobs_by_key, previous)
     room_for = {v: previous.room_for[v] for v in victims if previous and v in previous.room_for}
-    # a job an earlier eviction made room for waits for that room, rather than evicting anew
+    reserved = previous.reserved if previous is not None else {}
+    # a job an earlier eviction made room for holds that room in the plan (as if running
+    # there: its queue's usage counts it) until the victims are gone, rather than evicting anew
     awaiting: dict[str, list[str]] = defaultdict(list)
     for earlier, made_room_for in room_for.items():
         for key in made_room_for:
-            if key in active and not any(committed_node(p) for p in active[key].pods):
+            waiter = active.get(key)
+            if waiter and key in reserved and not any(committed_node(p) for p in waiter.pods):
                 awaiting[key].append(earlier)
-    for key, by in awaiting.items():
-        aside = active.pop(key)
-        wait = f"waits for the GPUs of the preempted {', '.join(sorted(by))}, still terminating"
-        aside.outcome = replace(aside.outcome, unscheduled=wait)
-    staying = {p["metadata"]["uid"] for w in active.values() for p in w.pods}
-    running: list[RunningPod] = []
-    for pod in state.pods:
-        try:
-            held = pod_from_k8s(pod)
-        except (SpecError, ValueError, TypeError, KeyError):
-            continue
-        if held is None or held.node not in node_names:
-            continue
-        if (pod.get("metadata") or {}).get("uid") not in staying:
-            # not a planned job's: capacity held by someone else (terminating pods included)
-            held = replace(held, job=None, replica=None)
-        running.append(held)
+    running = _running(state, active, awaiting, reserved, owned, node_names)
     models = _with_moves(active, state.now, policy)
     snapshot = Snapshot(tuple(nodes), tuple(running), models, tuple(queues), now=state.now)
     # victims whose beneficiaries are unknown (a restart lost them): no new evictions until
@@ -264,7 +251,6 @@ def decide(state: ClusterState, previous: Plan | None = None, memo: Memo | None 
     in_flight = bool(victims.keys() - room_for.keys())
     plan_policy = replace(policy, preemption=False) if in_flight else policy
     result = solve(snapshot, plan_policy, previous)
-    result = _with_room_for(result, room_for, awaiting, snapshot, previous)
 
     # -- 5. writes: evictions first, then pins and creates of placed pods
     held_nodes: set[str] = set()
@@ -292,13 +278,20 @@ def decide(state: ClusterState, previous: Plan | None = None, memo: Memo | None 
     pins: list[Write] = []
     placed_creates: list[Write] = []
     placed_total = 0
+    deferred: list[str] = []  # waiting for the GPUs of this round's victims
     for key in order:
         placements = by_job[key]
         if key in moved:
             continue  # its pods are being evicted; the next rounds place it first
         work = active[key]
+        if key in awaiting and work.outcome.evicted is None:
+            by = ", ".join(sorted(awaiting[key]))
+            wait = f"waits for the GPUs of the preempted {by}, still terminating"
+            work.outcome = replace(work.outcome, unscheduled=wait)
+            continue
         actions = _placement_actions(work, placements, room, stamp)
         if actions is None:
+            deferred.append(key)
             wait = f"placed on {', '.join(sorted({n for _, n, _ in placements}))} once the "
             wait += "preempted pods there have terminated"
             work.outcome = replace(work.outcome, unscheduled=wait)
@@ -318,6 +311,7 @@ def decide(state: ClusterState, previous: Plan | None = None, memo: Memo | None 
             else None
         )
         work.outcome = replace(work.outcome, placed=placed, span=span)
+    result = _with_room_for(result, room_for, awaiting, deferred, snapshot, previous)
     reasons = {u.job: u.reason for u in result.unscheduled}
     if in_flight:
         reasons = {k: f"{r} (preempted pods are still terminating)" for k, r in reasons.items()}
@@ -740,16 +734,83 @@ def _terminating_victims(
     return out
 
 
+def _running(
+    state: ClusterState,
+    active: Mapping[str, _Work],
+    awaiting: Mapping[str, list[str]],
+    reserved: Mapping[str, tuple[Placement, ...]],
+    owned: Mapping[str, list[Obj]],
+    node_names: set[str],
+) -> list[RunningPod]:
+    """The pods that hold resources, as the planner sees them. Pods of jobs not planned
+    (terminating ones included) hold capacity for no job; a job awaiting its victims holds
+    the room reserved for it, which their terminating pods give up to it."""
+    staying = {p["metadata"]["uid"] for w in active.values() for p in w.pods}
+    leaving = {
+        p["metadata"]["uid"]
+        for v in {v for by in awaiting.values() for v in by}
+        for p in owned.get(v, ())
+        if _terminating(p)
+    }
+    handed: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])  # node -> gpus, cpu, mem
+    running: list[RunningPod] = []
+    for key in awaiting:
+        model = active[key].model
+        cpu, memory = (model.cpu_milli, model.memory_mib) if model else (0, 0)
+        for p in reserved[key]:
+            running.append(
+                RunningPod(
+                    f"{key}#{p.replica}",
+                    p.node,
+                    p.gpus,
+                    cpu,
+                    memory,
+                    key,
+                    p.replica,
+                    started=state.now,
+                )
+            )
+            for i, amount in enumerate((p.gpus, cpu, memory)):
+                handed[p.node][i] += amount
+    for pod in state.pods:
+        try:
+            held = pod_from_k8s(pod)
+        except (SpecError, ValueError, TypeError, KeyError):
+            continue
+        if held is None or held.node not in node_names:
+            continue
+        uid = (pod.get("metadata") or {}).get("uid")
+        if uid not in staying:
+            # not a planned job's: capacity held by someone else (terminating pods included)
+            held = replace(held, job=None, replica=None)
+        if uid in leaving and (give := handed.get(held.node)):
+            gpus, cpu, memory = (
+                min(held.gpus, give[0]),
+                min(held.cpu_milli, give[1]),
+                min(held.memory_mib, give[2]),
+            )
+            give[0], give[1], give[2] = give[0] - gpus, give[1] - cpu, give[2] - memory
+            held = replace(
+                held,
+                gpus=held.gpus - gpus,
+                cpu_milli=held.cpu_milli - cpu,
+                memory_mib=held.memory_mib - memory,
+            )
+        running.append(held)
+    return running
+
+
 def _with_room_for(
     result: Plan,
     room_for: Mapping[str, tuple[str, ...]],
     awaiting: Mapping[str, list[str]],
+    deferred: list[str],
     snapshot: Snapshot,
     previous: Plan | None,
 ) -> Plan:
-    """The plan with whom each victim still terminating made room for: the earlier victims'
-    and this plan's (the jobs it placed on their nodes). A queue's hold for a victim stays
-    while a job it made room for waits out of the plan (the planner did not see that job)."""
+    """The plan with whom each victim still terminating made room for (the earlier victims'
+    and this plan's: the jobs it placed on their nodes) and where those jobs go, for the
+    next rounds. A queue's hold for a victim stays while a job it made room for waits."""
     jobs = {j.key: j for j in snapshot.jobs}
     fresh = {
         e.job: e.for_jobs
@@ -758,9 +819,18 @@ def _with_room_for(
         )
         for e in result.evictions
     }
+    waiting = set(awaiting) | set(deferred)
+    reserved = {
+        key: tuple(p for p in result.placements if p.job == key)
+        for made_room_for in fresh.values()
+        for key in made_room_for
+        if key in deferred
+    }
+    if previous is not None:
+        reserved |= {k: previous.reserved[k] for k in awaiting if k not in reserved}
     placed = {p.job for p in result.placements}
     holds = dict(result.holds)
     for victim, hold in (previous.holds if previous else {}).items():
-        if victim not in holds and victim not in placed and set(hold.for_jobs) & awaiting.keys():
+        if victim not in holds and victim not in placed and set(hold.for_jobs) & waiting:
             holds[victim] = hold
-    return replace(result, room_for={**room_for, **fresh}, holds=holds)
+    return replace(result, room_for={**room_for, **fresh}, reserved=reserved, holds=holds)

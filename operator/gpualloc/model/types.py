@@ -273,6 +273,8 @@ class Plan:
     # set by the control loop: victims whose pods are still terminating -> the jobs their
     # eviction made room for, which wait for those GPUs instead of evicting anew
     room_for: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # ... and where each of those jobs goes once they are gone: its room, held for it
+    reserved: Mapping[str, tuple[Placement, ...]] = field(default_factory=dict)
 
     @property
     def gap(self) -> float:
