@@ -12,7 +12,7 @@ from gpualloc.model.devices import DevicePlacement, GpuNode, PodRequest
 from gpualloc.sim.openb import replay, sample_trace
 from gpualloc.sim.policies import GpuallocBatch, make_policy
 from gpualloc.solver.devices.devicestate import DeviceState
-from gpualloc.solver.devices.sharing import BatchOptions
+from gpualloc.solver.devices.sharing import BatchOptions, _maximize_in_order, _Model
 from tests.unit.test_simulator import gpu_node, pod
 
 pytestmark = pytest.mark.unit
@@ -75,3 +75,17 @@ def test_the_wall_clock_cap_does_not_change_the_plans() -> None:
     # the cap is only a safety net far above the deterministic budget
     loose = _run(44, BatchOptions(time_limit_seconds=60.0))
     assert _run(44, BatchOptions(time_limit_seconds=1.0)) == loose
+
+
+def test_terms_too_wide_to_fold_are_maximized_in_stages_in_order() -> None:
+    # spans whose product passes 2**50 cannot share one exact weighted sum: the first term
+    # is maximized, fixed, then the second, from the first stage's solution
+    model = _Model()
+    a, b, c = model.new_bool(), model.new_bool(), model.new_bool()
+    model.add(a + b <= 1)
+    model.add(b + c <= 1)
+    model.add_hint(b, 1)
+    wide = 2**30
+    solver = _maximize_in_order(model, [(a, wide), (c - 2 * a, wide)], BatchOptions())
+    assert solver is not None
+    assert [solver.value(v) for v in (a, b, c)] == [1, 0, 1]

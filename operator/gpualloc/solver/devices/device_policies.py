@@ -92,7 +92,23 @@ def fragmentation_delta(
     state: DeviceState, pod: PodRequest, rows: IntArray, workload: Workload
 ) -> FloatArray:
     """Growth of F on each candidate node, [len(rows), devices]: for a share, per device it
-    could use (inf where it does not fit); for other pods, the same value in every column."""
+    could use (inf where it does not fit); for other pods, the same value in every column.
+    A node's value depends only on its state and the pod's shape: it is kept per shape in
+    the workload and computed again only for nodes whose state changed (their stamp)."""
+    shape = (pod.cpu_milli, pod.gpu_milli if pod.is_share else 0, pod.whole_gpus)
+    stamp, growth = workload.deltas.get(shape, (None, None))
+    if stamp is None or growth is None or growth.shape != state.gpu_left.shape:
+        stamp = np.zeros(len(state.nodes), dtype=np.int64)  # stamps start at 1: none valid
+        growth = np.zeros(state.gpu_left.shape, dtype=np.float64)
+        workload.deltas[shape] = (stamp, growth)
+    stale = rows[stamp[rows] != state.stamp[rows]]
+    if stale.size:
+        growth[stale] = _delta(state, pod, stale, workload)
+        stamp[stale] = state.stamp[stale]
+    return growth[rows]
+
+
+def _delta(state: DeviceState, pod: PodRequest, rows: IntArray, workload: Workload) -> FloatArray:
     left = state.gpu_left[rows]
     cpu = state.cpu_left[rows]
     model = state.model[rows]
@@ -167,7 +183,8 @@ class FGD:
 
     def pick(self, state: DeviceState, pod: PodRequest, options: Options) -> DevicePlacement:
         """The best of the options: the highest score, then the lowest node, then device."""
-        delta = options.growth
+        # other pods' growth is the same in every column: score one
+        delta = options.growth if pod.is_share else options.growth[:, :1]
         # the exact growth, rounded so that float noise never decides a tie
         score = published_fgd_score(delta) if self.integer_score else -np.round(delta, 6)
         flat = int(np.argmax(score))  # row-major: lowest node, then lowest device

@@ -6,6 +6,7 @@ beyond a node's GPU count hold -1 so that no request ever fits them.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,6 +18,8 @@ IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 ABSENT = -1
+# stamps of node states, unique in the process: equal stamps mean the same node state
+_STAMPS = itertools.count(1)
 
 
 class DeviceState:
@@ -40,6 +43,9 @@ class DeviceState:
         self.model_free: FloatArray = np.asarray(
             np.bincount(self.model, weights=capacity, minlength=len(self.models)), np.float64
         )
+        # per node, the stamp of its current state: a new one on every change, shared by
+        # copies until they change it (what caches of per-node results check)
+        self.stamp = np.full(len(self.nodes), next(_STAMPS), dtype=np.int64)
 
     def copy(self) -> DeviceState:
         other = DeviceState.__new__(DeviceState)
@@ -49,6 +55,7 @@ class DeviceState:
         other.cpu_left = self.cpu_left.copy()
         other.mem_left = self.mem_left.copy()
         other.model_free = self.model_free.copy()
+        other.stamp = self.stamp.copy()
         return other
 
     @property
@@ -96,6 +103,7 @@ class DeviceState:
         self.model_free[self.model[n]] -= per_device * len(where.devices)
         self.cpu_left[n] -= pod.cpu_milli
         self.mem_left[n] -= pod.memory_mib
+        self.stamp[n] = next(_STAMPS)
 
     def free_gpu_milli(self, rows: IntArray | slice | None = None) -> IntArray:
         left = self.gpu_left if rows is None else self.gpu_left[rows]

@@ -39,6 +39,12 @@ class Workload:
     # F of node states seen before (device order does not matter to F): a node changes
     # once per placement, so most rows of the next query are known
     memo: dict[bytes, float] = field(default_factory=dict, compare=False, hash=False, repr=False)
+    # per pod shape, the growth of F on each node and the node state it was computed for
+    # (`device_policies.fragmentation_delta`): between two pods of a shape only the nodes
+    # placed on since change
+    deltas: dict[tuple[int, ...], tuple[IntArray, FloatArray]] = field(
+        default_factory=dict, compare=False, hash=False, repr=False
+    )
 
 
 def typical_workload(
