@@ -268,6 +268,8 @@ def status_changed(old: Obj, new: Obj) -> bool:
     field, or any condition's field but its lastTransitionTime). Compared in place: decide
     asks this of every job every round."""
     old = old or {}
+    if old == new:  # the usual case: a report keeps unchanged conditions' transition times
+        return False
     if any(k != "conditions" and old.get(k, _ABSENT) != v for k, v in new.items()):
         return True
     if any(k != "conditions" and k not in new for k in old):
