@@ -40,7 +40,7 @@ class Report:
     events: list[tuple[str, str, str]]  # (type, reason, message)
 
 
-_OUTCOME_FIELDS = tuple(f.name for f in fields(Outcome))
+_PLACED = [f.name for f in fields(Outcome)].index("placed")  # the one unhashable field
 
 
 def report_key(job: Obj, pods: list[Obj], outcome: Outcome, desired: int) -> Hashable | None:
@@ -53,19 +53,17 @@ def report_key(job: Obj, pods: list[Obj], outcome: Outcome, desired: int) -> Has
     this key from round to round and skip the report."""
     if outcome.moved:
         return None
-    meta = job.get("metadata") or {}
-    objects = [(meta.get("uid"), meta.get("resourceVersion"))]
-    objects += [
-        ((p.get("metadata") or {}).get("uid"), (p.get("metadata") or {}).get("resourceVersion"))
-        for p in pods
-    ]
-    if any(uid is None or version is None for uid, version in objects):
-        return None
-    decided = tuple(
-        tuple(sorted(v.items())) if isinstance(v, dict) else v
-        for v in (getattr(outcome, name) for name in _OUTCOME_FIELDS)
-    )
-    return (tuple(objects), decided, desired)
+    objects = []
+    for obj in (job, *pods):
+        meta = obj.get("metadata") or {}
+        uid, version = meta.get("uid"), meta.get("resourceVersion")
+        if uid is None or version is None:
+            return None
+        objects.append(uid)
+        objects.append(version)
+    decided = list(vars(outcome).values())  # every field, in declaration order
+    decided[_PLACED] = tuple(sorted(outcome.placed.items()))
+    return (*objects, *decided, desired)
 
 
 def _condition(
