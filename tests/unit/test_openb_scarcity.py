@@ -110,8 +110,8 @@ def test_a_batch_never_places_less_than_fgd_from_the_same_state(seed: int) -> No
 
 @pytest.mark.parametrize("seed", range(4))
 def test_free_milli_per_model_follows_every_placement(seed: int) -> None:
-    # the reserve reads each model's free milli once per pod planned; the state keeps it
-    # up to date instead of summing every device, and copies keep their own
+    # the reserve reads each model's free milli once per pod planned, best-fit each node's:
+    # the state keeps both up to date instead of summing every device, copies their own
     state, _, batch = _random_case(seed)
     fork = state.copy()
     for p in batch:
@@ -119,6 +119,8 @@ def test_free_milli_per_model_follows_every_placement(seed: int) -> None:
         if spot is not None:
             fork.place(p, spot)
     for s in (state, fork):
-        free = np.bincount(s.model, weights=s.free_gpu_milli(), minlength=len(s.models))
+        per_node = np.clip(s.gpu_left, 0, None).sum(axis=1)
+        assert s.free_gpu_milli().tolist() == per_node.tolist()
+        free = np.bincount(s.model, weights=per_node, minlength=len(s.models))
         assert s.model_free.tolist() == free.tolist()
     assert fork.model_free.sum() < state.model_free.sum()

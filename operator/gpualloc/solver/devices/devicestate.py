@@ -43,6 +43,7 @@ class DeviceState:
         self.model_free: FloatArray = np.asarray(
             np.bincount(self.model, weights=capacity, minlength=len(self.models)), np.float64
         )
+        self.node_free: IntArray = self.gpus * MILLI  # free GPU milli per node, kept by `place`
         # per node, the stamp of its current state: a new one on every change, shared by
         # copies until they change it (what caches of per-node results check)
         self.stamp = np.full(len(self.nodes), next(_STAMPS), dtype=np.int64)
@@ -55,6 +56,7 @@ class DeviceState:
         other.cpu_left = self.cpu_left.copy()
         other.mem_left = self.mem_left.copy()
         other.model_free = self.model_free.copy()
+        other.node_free = self.node_free.copy()
         other.stamp = self.stamp.copy()
         return other
 
@@ -75,7 +77,8 @@ class DeviceState:
         ok = (self.cpu_left[sel] >= pod.cpu_milli) & (self.mem_left[sel] >= pod.memory_mib)
         if pod.gpu_request_milli == 0:
             return np.asarray(ok, dtype=np.bool_)
-        ok &= self.model_mask(pod.gpu_spec)[sel]
+        if pod.gpu_spec:
+            ok &= self.model_mask(pod.gpu_spec)[sel]
         left = self.gpu_left[sel]
         if pod.is_share:
             ok &= (left >= pod.gpu_milli).any(axis=1)
@@ -101,10 +104,10 @@ class DeviceState:
         for g in where.devices:
             self.gpu_left[n, g] -= per_device
         self.model_free[self.model[n]] -= per_device * len(where.devices)
+        self.node_free[n] -= per_device * len(where.devices)
         self.cpu_left[n] -= pod.cpu_milli
         self.mem_left[n] -= pod.memory_mib
         self.stamp[n] = next(_STAMPS)
 
     def free_gpu_milli(self, rows: IntArray | slice | None = None) -> IntArray:
-        left = self.gpu_left if rows is None else self.gpu_left[rows]
-        return np.asarray(np.clip(left, 0, None).sum(axis=1), dtype=np.int64)
+        return self.node_free.copy() if rows is None else self.node_free[rows]
