@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +27,7 @@ from gpualloc.solver.devices.devicestate import DeviceState, FloatArray
 
 # milli of F charged per reserved milli taken (tuning seeds 1-6 only; see docs/benchmarks.md)
 RHO = 1.0
+_ROOMS_LIMIT = 100_000  # states remembered (a few MB), then forgotten
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,11 @@ class ModelDemand:
 
     allowed: npt.NDArray[np.bool_]  # [classes, models]
     share: FloatArray  # [classes]
+    # room per model (free minus reserved) by free milli per model: a batch's passes and
+    # the cost of its plans meet the same states again
+    rooms: dict[bytes, FloatArray] = field(
+        default_factory=dict, compare=False, hash=False, repr=False
+    )
 
     @property
     def restricted(self) -> bool:
@@ -78,7 +84,12 @@ def reserve_penalty(state: DeviceState, demand: ModelDemand, pod: PodRequest) ->
     CPU-only pods off them strands G2 GPUs)."""
     if not demand.restricted or not pod.gpu_request_milli:
         return None
-    room = state.model_free - reserved_milli(state, demand)
+    key = state.model_free.tobytes()
+    room = demand.rooms.get(key)
+    if room is None:
+        if len(demand.rooms) > _ROOMS_LIMIT:
+            demand.rooms.clear()
+        room = demand.rooms[key] = state.model_free - reserved_milli(state, demand)
     eaten = np.clip(pod.gpu_request_milli - room, 0.0, float(pod.gpu_request_milli))
     if not eaten.any():
         return None
