@@ -11,6 +11,7 @@ import pytest
 
 from gpualloc.model import Job, Node, Plan, Queue, QueueQuota, RunningPod, Snapshot
 from gpualloc.solver import plan
+from gpualloc.solver.cpsat import AllocationModel, Solution
 from tests.unit import queue_oracle
 from tests.unit.builders import (
     A100,
@@ -601,6 +602,24 @@ def test_a_hold_lasts_until_the_job_it_made_room_for_is_placed() -> None:
         snap(TWO, jobs, queues, [B_RUNS[0], RunningPod("ns/b2-0", "n1", 8)]), previous=first
     )
     assert terminating.holds == first.holds  # a1 cannot be placed yet: the hold stays
+
+
+def test_a_round_whose_solve_finds_no_plan_still_places_what_each_nominal_holds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a loaded machine a queued solve can end UNKNOWN (no plan in its time limit): the
+    round then places, in free GPUs and evicting nothing, the waiting jobs within nominal."""
+    monkeypatch.setattr(AllocationModel, "solve", lambda self: Solution("UNKNOWN", 0, 0, 0))
+    queues = [q("a", h100(8)), Queue("b", ("b",), quota=(h100(8),))]
+    jobs = [
+        in_queue("a", gang("a1", 1, 8, created=1)),
+        in_queue("a", gang("a2", 1, 8, created=2)),  # beyond a's nominal: not without a plan
+        replace(in_queue("b", gang("b1", 1, 8, preemptible=True)), key="b/b1"),
+    ]
+    pods = [RunningPod("b/b1-0", "n0", 8, job="b/b1", replica=0)]
+    p = plan(snap([node("n0"), node("n1"), node("n2")], jobs, queues, pods))
+    assert gpus_by_job(p) == {"b/b1": 8, "ns/a1": 8} and p.evictions == ()
+    assert "no plan in its time limit" in reasons(p)["a2"]
 
 
 # -- without queues ------------------------------------------------------------------------
