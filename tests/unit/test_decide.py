@@ -421,6 +421,27 @@ def test_a_job_waits_for_the_room_its_victim_leaves_and_others_may_still_preempt
     assert created(decide(state, d.plan), placed=True) == {"high-worker-0": "a"}
 
 
+def test_a_job_awaiting_its_victim_takes_gpus_freed_elsewhere_at_once() -> None:
+    low = gang("low", 1, 8, preemptible=True, status={"phase": "Preempted"})
+    high = gang("high", 1, 8, priority=100)
+    state = ClusterState(
+        nodes=(node("a"), node("b")),  # b: its job ended since low was evicted for high
+        pods=(_terminating(pod_of(low, 0, "a")),),
+        jobs=(low, high),
+        now=NOW,
+    )
+    earlier = Plan(
+        "OPTIMAL",
+        0,
+        0,
+        0,
+        room_for={"ns/low": ("ns/high",)},
+        reserved={"ns/high": (Placement("ns/high", JobKind.TRAINING, 0, "a", 8),)},
+    )
+    d = decide(state, earlier)
+    assert created(d, placed=True) == {"high-worker-0": "b"} and deleted(d) == {}
+
+
 def test_no_new_victims_while_victims_of_unknown_purpose_terminate() -> None:
     """After a restart the last plan is lost: whom the terminating victims made room for is
     unknown, so no round evicts until they are gone (or the planner would evict anew for the

@@ -66,6 +66,7 @@ from gpualloc.k8s.convert import (
 from gpualloc.model import Job, JobKind, Node, Placement, Plan, Policy, RunningPod, Snapshot
 from gpualloc.solver import plan as solve
 from gpualloc.solver.capacity import Free, free_capacity, usage_by_node
+from gpualloc.solver.eligibility import eligible
 from gpualloc.solver.queue_report import beneficiaries
 from gpualloc.solver.queues import choose_queue
 from gpualloc.solver.topology import span_message
@@ -243,6 +244,8 @@ def decide(state: ClusterState, previous: Plan | None = None, memo: Memo | None 
             waiter = active.get(key)
             if waiter and key in reserved and not any(committed_node(p) for p in waiter.pods):
                 awaiting[key].append(earlier)
+    for key in _fit_now(awaiting, reserved, active, state, nodes):
+        del awaiting[key]  # GPUs freed since hold it: planned afresh, its room given back
     running = _running(state, active, awaiting, reserved, owned, node_names)
     models = _with_moves(active, state.now, policy)
     snapshot = Snapshot(tuple(nodes), tuple(running), models, tuple(queues), now=state.now)
@@ -731,6 +734,59 @@ def _terminating_victims(
         ]
         if deadlines and state.now < max(deadlines) + STUCK_TERMINATING_SECONDS:
             out[key] = max(deadlines)
+    return out
+
+
+def _fit_now(
+    awaiting: Mapping[str, list[str]],
+    reserved: Mapping[str, tuple[Placement, ...]],
+    active: Mapping[str, _Work],
+    state: ClusterState,
+    nodes: list[Node],
+) -> list[str]:
+    """The awaiting jobs whose every replica GPUs free now would hold (a job ended since its
+    victims were evicted), highest priority first, each fitted by best fit after the ones
+    before; every reserved room is counted as taken, so none is given twice."""
+    held = []
+    for pod in state.pods:
+        try:
+            held.append(pod_from_k8s(pod))
+        except (SpecError, ValueError, TypeError, KeyError):
+            continue
+    used = usage_by_node([h for h in held if h is not None])
+    free = {n.name: free_capacity(n, used.get(n.name)) for n in nodes}
+    for placements in (reserved[k] for k in awaiting):
+        for p in placements:
+            if p.node in free:
+                f = free[p.node]
+                free[p.node] = replace(f, gpus=max(0, f.gpus - p.gpus))
+    out = []
+    models = [m for k in awaiting if (m := active[k].model) is not None]
+    for model in sorted(models, key=lambda m: (-m.priority, m.key)):
+        if model.topology or model.gpus_per_replica == 0:
+            continue
+        trial = dict(free)
+        for _ in range(model.replicas):
+            fits = [
+                n
+                for n in nodes
+                if (f := trial[n.name]).gpus >= model.gpus_per_replica
+                and f.cpu_milli >= model.cpu_milli
+                and f.memory_mib >= model.memory_mib
+                and eligible(model.requirements, n)
+            ]
+            if not fits:
+                break
+            best = min(fits, key=lambda n: (trial[n.name].gpus, n.name))
+            f = trial[best.name]
+            trial[best.name] = Free(
+                f.gpus - model.gpus_per_replica,
+                f.cpu_milli - model.cpu_milli,
+                f.memory_mib - model.memory_mib,
+            )
+        else:
+            free = trial
+            out.append(model.key)
     return out
 
 
