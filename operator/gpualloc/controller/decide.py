@@ -747,6 +747,8 @@ def _fit_now(
     """The awaiting jobs whose every replica GPUs free now would hold (a job ended since its
     victims were evicted), highest priority first, each fitted by best fit after the ones
     before; every reserved room is counted as taken, so none is given twice."""
+    if not awaiting:
+        return []
     held = []
     for pod in state.pods:
         try:
