@@ -522,3 +522,34 @@ def test_a_memo_of_job_parses_gives_the_same_decision_and_follows_spec_changes()
     # other nodes (they size spec.model jobs): the memo is not used at all
     bigger = ClusterState(nodes=(node("a", gpus=4),), pods=(), jobs=tuple(jobs), now=NOW)
     assert decide(bigger, None, first.memo).writes == decide(bigger).writes
+
+
+def test_a_memo_of_job_reports_gives_the_same_writes_round_after_round() -> None:
+    """Job reports that left a status unchanged are kept by (job and pods' versions, the
+    outcome): a later round with the same key writes exactly what a fresh report would."""
+    jobs = [gang("run", 1, 8), gang("wait", 2, 8), job("chat", "LLMInferenceJob", replicas=1)]
+    running = pod_of(jobs[0], 0, "a")
+    for n, obj in enumerate([*jobs, running]):
+        obj["metadata"]["resourceVersion"] = str(n + 1)
+    state = ClusterState(nodes=(node("a"), node("b")), pods=(running,), jobs=tuple(jobs), now=NOW)
+
+    def written(d: Decision) -> ClusterState:
+        """The state once the round's status writes are in (each a new resourceVersion)."""
+        by_name = {w.name: w.status for w in d.writes if isinstance(w, PatchJobStatus)}
+        new = []
+        for j in state.jobs:
+            j = {**j, "metadata": dict(j["metadata"])}
+            if j["metadata"]["name"] in by_name:
+                j["status"] = by_name[j["metadata"]["name"]]
+                j["metadata"]["resourceVersion"] += "x"
+            new.append(j)
+        return replace(state, jobs=tuple(new))
+
+    memo, previous = None, None
+    for rounds in range(4):
+        fresh = decide(state, previous)
+        kept = decide(state, previous, memo)
+        assert kept.writes == fresh.writes and kept.phases == fresh.phases
+        memo, previous = kept.memo, kept.plan
+        state = replace(written(kept), now=NOW + rounds + 1)
+    assert memo is not None and memo.reports  # unchanged reports were kept and reused

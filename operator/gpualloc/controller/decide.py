@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -50,7 +50,7 @@ from gpualloc.controller.state import (
     RecordEvent,
     Write,
 )
-from gpualloc.controller.status import Outcome, job_report, status_changed
+from gpualloc.controller.status import Outcome, job_report, report_key, status_changed
 from gpualloc.k8s.convert import (
     JOB_LABEL,
     SizingWait,
@@ -110,6 +110,10 @@ class Memo:
 
     context: tuple[object, ...] = ()
     parsed: Mapping[_ParseKey, _Parsed] = field(default_factory=dict)
+    # job reports that left the status unchanged: status.report_key -> (phase, Events)
+    reports: Mapping[Hashable, tuple[str, tuple[tuple[str, str, str], ...]]] = field(
+        default_factory=dict
+    )
 
 
 def key_of(obj: Mapping[str, Any]) -> str:
@@ -330,6 +334,8 @@ def decide(state: ClusterState, previous: Plan | None = None, memo: Memo | None 
     ]
 
     # -- 6. report
+    known_reports = memo.reports if memo is not None else {}
+    kept_reports: dict[Hashable, tuple[str, tuple[tuple[str, str, str], ...]]] = {}
     reports: list[Write] = []
     phases: dict[str, str] = {}
     refused: dict[str, str] = {}
@@ -341,14 +347,21 @@ def decide(state: ClusterState, previous: Plan | None = None, memo: Memo | None 
             outcome = replace(outcome, write_error=state.write_failures[key])
         if outcome.invalid:
             refused[key] = outcome.invalid
-        report = job_report(work.obj, work.pods, outcome, work.desired, stamp)
-        phases[key] = report.status["phase"]
-        meta = work.obj["metadata"]
-        if status_changed(work.obj.get("status") or {}, report.status):
-            namespace = meta.get("namespace", "default")
-            kind = work.obj["kind"]
-            reports.append(PatchJobStatus(key, kind, namespace, meta["name"], report.status))
-        reports += [RecordEvent(key, work.obj, *event) for event in report.events]
+        memo_key = report_key(work.obj, work.pods, outcome, work.desired)
+        kept = known_reports.get(memo_key) if memo_key is not None else None
+        if kept is None:
+            report = job_report(work.obj, work.pods, outcome, work.desired, stamp)
+            kept = (report.status["phase"], tuple(report.events))
+            meta = work.obj["metadata"]
+            if status_changed(work.obj.get("status") or {}, report.status):
+                namespace = meta.get("namespace", "default")
+                kind = work.obj["kind"]
+                reports.append(PatchJobStatus(key, kind, namespace, meta["name"], report.status))
+                memo_key = None  # written: the job's next version is another key
+        if memo_key is not None:
+            kept_reports[memo_key] = kept
+        phases[key] = kept[0]
+        reports += [RecordEvent(key, work.obj, *event) for event in kept[1]]
     policy_writes: list[PatchPolicyStatus] = []
     if state.policy and (state.policy.get("status") or {}).get("lastStatus") != result.status:
         policy_writes.append(
@@ -368,7 +381,7 @@ def decide(state: ClusterState, previous: Plan | None = None, memo: Memo | None 
         created=len(placed_creates) + len(queued),
         evicted_jobs=len(result.evictions),
         recheck_in=_next_bind_deadline(state, policy.unbound_timeout_seconds),
-        memo=Memo(context, parses.kept),
+        memo=Memo(context, parses.kept, kept_reports),
     )
 
 
@@ -652,7 +665,8 @@ def _with_moves(active: Mapping[str, _Work], now: float, policy: Policy) -> tupl
     for key, model in models.items():
         status = active[key].obj.get("status") or {}
         moved_at = rfc3339_seconds(status.get("lastMovedTime")) or 0.0
-        model = replace(model, moved_at=moved_at)  # a status field: not in the parse memo
+        if model.moved_at != moved_at:  # a status field: not in the parse memo
+            model = replace(model, moved_at=moved_at)
         moving = any(
             c.get("type") == "Moved" and c.get("status") == "True"
             for c in status.get("conditions") or []
