@@ -90,8 +90,10 @@ def _parse_start(text: str | None) -> float | None:
     "--time-limit",
     default=None,
     type=click.FloatRange(0.1, 60.0),
-    help=f"CP-SAT seconds per batch (openb, default {BatchOptions.time_limit_seconds}) or per "
-    "round (--trace, default 2)",
+    help="openb: the wall-clock safety cap per batch (default "
+    f"{BatchOptions.time_limit_seconds} s; the search itself stops at "
+    f"{BatchOptions.deterministic_time} deterministic seconds, the same on any load); "
+    "--trace: CP-SAT seconds per round (default 2)",
 )
 @click.option("--load", default=1.0, show_default=True, type=click.FloatRange(0.05, 20.0))
 @click.option("--hours", default=72.0, show_default=True, type=click.FloatRange(0.1, 2400.0))
