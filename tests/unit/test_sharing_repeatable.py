@@ -12,7 +12,8 @@ from gpualloc.model.devices import DevicePlacement, GpuNode, PodRequest
 from gpualloc.sim.openb import replay, sample_trace
 from gpualloc.sim.policies import GpuallocBatch, make_policy
 from gpualloc.solver.devices.devicestate import DeviceState
-from gpualloc.solver.devices.sharing import BatchOptions, _maximize_in_order, _Model
+from gpualloc.solver.devices.sharing import BatchOptions, _Model
+from gpualloc.solver.lexicographic import Objective, solve_lexicographic
 from tests.unit.test_simulator import gpu_node, pod
 
 pytestmark = pytest.mark.unit
@@ -86,6 +87,14 @@ def test_terms_too_wide_to_fold_are_maximized_in_stages_in_order() -> None:
     model.add(b + c <= 1)
     model.add_hint(b, 1)
     wide = 2**30
-    solver = _maximize_in_order(model, [(a, wide), (c - 2 * a, wide)], BatchOptions())
-    assert solver is not None
+    options = BatchOptions()
+    solver, stages = solve_lexicographic(
+        model,
+        [Objective("a", a, wide), Objective("c-2a", c - 2 * a, wide)],
+        time_limit=options.time_limit_seconds,
+        relative_gap=0.0,
+        num_workers=options.num_workers,
+        deterministic_time=options.deterministic_time,
+    )
+    assert solver is not None and len(stages) == 2
     assert [solver.value(v) for v in (a, b, c)] == [1, 0, 1]

@@ -21,7 +21,7 @@ from ortools.sat.python import cp_model
 from gpualloc.model import Policy
 from gpualloc.solver.capacity import Free
 from gpualloc.solver.instance import Instance, NodeClass, lost_gpu_seconds
-from gpualloc.solver.lexicographic import Objective, solve_lexicographic
+from gpualloc.solver.lexicographic import Model, Objective, solve_lexicographic
 from gpualloc.solver.queue_model import QueueModel
 from gpualloc.solver.topology import Domain, TopologyModel, add_hints, groupable
 from gpualloc.solver.topology_greedy import greedy_placements
@@ -33,14 +33,6 @@ MOVED_WORK = "moved-work"  # its stage's status is the proof that no cheaper mov
 TIE_BREAK_GAP = 0.01
 # Throughput values are relative (1.0 = baseline); scaled to integers for CP-SAT.
 _THROUGHPUT_SCALE = 10
-
-
-class _Model(cp_model.CpModel):
-    """A CpModel without the camelCase aliases OR-Tools sets on every instance (about 2 ms
-    a model, every round); gpualloc calls only the snake_case methods."""
-
-    def _add_pre_pep8_methods(self) -> None:
-        pass
 
 
 @dataclass
@@ -76,7 +68,7 @@ class AllocationModel:
     def __init__(self, inst: Instance, policy: Policy) -> None:
         self.inst = inst
         self.policy = policy
-        self.model = _Model()
+        self.model = Model()
         self.groups: list[_Group] = []
         self.z: dict[int, cp_model.IntVar] = {}
         self.y: dict[int, cp_model.IntVar] = {}

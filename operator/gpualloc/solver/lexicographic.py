@@ -10,11 +10,20 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from ortools.sat.python import cp_model
+from ortools.sat.python import cp_model, cp_model_helper
 
 # Largest weight product folded into one stage; CP-SAT is exact on int64, this keeps
 # objective values well inside the range where its LP relaxation is still precise.
 _MAX_STAGE_RANGE = 2**50
+
+
+class Model(cp_model.CpModel):
+    """A CpModel without the camelCase aliases OR-Tools sets on every instance (about 1-2 ms
+    a model: one per planning round, one per openb batch); gpualloc calls only the
+    snake_case methods."""
+
+    def _add_pre_pep8_methods(self) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -73,9 +82,13 @@ def solve_lexicographic(
     time_limit: float,
     relative_gap: float,
     num_workers: int,
+    deterministic_time: float | None = None,
 ) -> tuple[cp_model.CpSolver | None, list[StageResult]]:
     """Returns the solver holding the final solution (None if none was found) and per-stage
-    results; the first stage's objective and bound are the headline figures."""
+    results; the first stage's objective and bound are the headline figures.
+    `deterministic_time`: a budget in CP-SAT's deterministic seconds (the same work on any
+    machine and load, so a run is repeatable), split evenly over the stages; `time_limit`
+    is then only a wall-clock safety cap, split likewise."""
     stages = _stages(objectives) or [[(Objective("feasibility", 0, 1), 1)]]
     deadline = time.monotonic() + time_limit
     results: list[StageResult] = []
@@ -86,8 +99,11 @@ def solve_lexicographic(
         if any(obj.min_gap for obj, _ in stage):
             share = min(share, time_limit / 4)  # tie-breakers never take most of the budget
         expr = sum(weight * obj.expr for obj, weight in stage)
-        model.maximize(expr)
+        _maximize(model, expr)
         solver = cp_model.CpSolver()
+        if deterministic_time is not None:
+            solver.parameters.max_deterministic_time = deterministic_time / len(stages)
+            share = time_limit / len(stages)
         solver.parameters.max_time_in_seconds = max(0.05, share)
         solver.parameters.relative_gap_limit = max(relative_gap, *(obj.min_gap for obj, _ in stage))
         solver.parameters.num_workers = num_workers
@@ -109,10 +125,25 @@ def solve_lexicographic(
         if status not in _FOUND:
             break
         last = solver
-        value = round(solver.objective_value)
-        model.add(expr >= value)
-        _hint_solution(model, solver)
+        if index < len(stages) - 1:  # the next stage keeps this value, starting from here
+            model.add(expr >= round(solver.objective_value))
+            _hint_solution(model, solver)
     return last, results
+
+
+def _maximize(model: cp_model.CpModel, expr: cp_model.LinearExprT) -> None:
+    """`model.maximize(expr)`, an integer expression's terms written in one call each
+    instead of one per term (the same objective; stages and batches set thousands)."""
+    if not isinstance(expr, cp_model.LinearExpr) or not expr.is_integer():
+        model.maximize(expr)
+        return
+    flat = cp_model_helper.FlatIntExpr(expr)
+    model.clear_objective()  # type: ignore[no-untyped-call]
+    objective = model.proto.objective
+    objective.vars.extend([v.index for v in flat.vars])
+    objective.coeffs.extend([-c for c in flat.coeffs])
+    objective.scaling_factor = -1.0
+    objective.offset = -flat.offset
 
 
 _FOUND = (cp_model.OPTIMAL, cp_model.FEASIBLE)

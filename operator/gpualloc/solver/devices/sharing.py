@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from ortools.sat.python import cp_model, cp_model_helper
+from ortools.sat.python import cp_model
 
 from gpualloc.model.devices import MILLI, DevicePlacement, PodRequest
 from gpualloc.solver.devices.device_policies import (
@@ -43,11 +43,9 @@ from gpualloc.solver.devices.device_policies import (
 from gpualloc.solver.devices.devicestate import DeviceState, FloatArray
 from gpualloc.solver.devices.fragmentation import Workload, node_fragmentation
 from gpualloc.solver.devices.scarcity import ModelDemand, reserve_penalty
+from gpualloc.solver.lexicographic import Model, Objective, solve_lexicographic
 
 Plan = list[DevicePlacement | None]
-# largest product of the spans folded into one objective: exact in CP-SAT's int64 and well
-# inside the range where its LP relaxation is precise
-_MAX_FOLDED = 2**50
 
 
 @dataclass(frozen=True)
@@ -352,17 +350,26 @@ def _joint(
     for n, (use_vars, _, mem) in node_use.items():
         model.add(cp_model.LinearExpr.weighted_sum(use_vars, mem) <= int(state.mem_left[n]))
     _hint(model, base, x, y)
-    solver = _maximize_in_order(
+    objectives = [
+        Objective(
+            "gpu-milli",
+            cp_model.LinearExpr.weighted_sum(placed_vars, placed_milli),
+            sum(p.gpu_request_milli for p in pods),
+        ),
+        Objective("pods", cp_model.LinearExpr.sum(placed_vars), len(pods)),
+        Objective(
+            "fragmentation",
+            cp_model.LinearExpr.weighted_sum(cost_vars, cost_coeffs),
+            2 * cost_span + 1,
+        ),
+    ]
+    solver, _ = solve_lexicographic(
         model,
-        [
-            (
-                cp_model.LinearExpr.weighted_sum(placed_vars, placed_milli),
-                sum(p.gpu_request_milli for p in pods),
-            ),
-            (cp_model.LinearExpr.sum(placed_vars), len(pods)),
-            (cp_model.LinearExpr.weighted_sum(cost_vars, cost_coeffs), 2 * cost_span + 1),
-        ],
-        options,
+        objectives,
+        time_limit=options.time_limit_seconds,
+        relative_gap=0.0,
+        num_workers=options.num_workers,
+        deterministic_time=options.deterministic_time,
     )
     if solver is None:
         return None
@@ -376,84 +383,20 @@ def _joint(
     return out
 
 
-class _Model(cp_model.CpModel):
-    """A CpModel without the pre-PEP 8 aliases its constructor adds one by one (about a
-    millisecond per model, one model per batch), with the two calls the batch planner
-    makes thousands of times made cheaper; the model itself is the same."""
+class _Model(Model):
+    """The shared alias-free CpModel with the call the batch planner makes thousands of
+    times made cheaper; the model itself is the same."""
 
     def __init__(self) -> None:
-        cp_model_helper.CpBaseModel.__init__(self, None)
+        super().__init__()
         self._proto = self.proto
 
     def new_bool(self) -> cp_model.IntVar:
         """`new_bool_var` without a name (names never steer the search)."""
         return cp_model.IntVar(self._proto).with_domain(_BOOLEAN)
 
-    def maximize_terms(self, expr: cp_model.LinearExpr) -> None:
-        """`maximize(expr)` (an integer expression), the objective's terms written in one
-        call instead of one per term."""
-        flat = cp_model_helper.FlatIntExpr(expr)
-        self.proto.clear_objective()
-        objective = self.proto.objective
-        objective.vars.extend([v.index for v in flat.vars])
-        objective.coeffs.extend([-c for c in flat.coeffs])
-        objective.scaling_factor = -1.0
-        objective.offset = -flat.offset
-
 
 _BOOLEAN = cp_model.Domain(0, 1)
-
-
-def _maximize_in_order(
-    model: _Model,
-    terms: list[tuple[cp_model.LinearExprT, int]],
-    options: BatchOptions,
-) -> cp_model.CpSolver | None:
-    """Maximize the terms (expression, span of its values) in strict order: folded into one
-    weighted sum while the weights stay exact (always, for batches of up to about 40
-    pods), else in stages, each fixing its value for the next. The solver holding the
-    final solution, or None if none was found."""
-    stages: list[list[tuple[cp_model.LinearExprT, int]]] = [[]]
-    product = 1
-    for expr, span in terms:
-        if span <= 0:
-            continue
-        if stages[-1] and product * (span + 1) > _MAX_FOLDED:
-            stages.append([])
-            product = 1
-        stages[-1].append((expr, span))
-        product *= span + 1
-    solver: cp_model.CpSolver | None = None
-    for stage in stages:
-        weight, weighted = 1, []
-        for expr, span in reversed(stage):
-            weighted.append((expr, weight))
-            weight *= span + 1
-        objective = cp_model.LinearExpr.weighted_sum(
-            [e for e, _ in reversed(weighted)], [w for _, w in reversed(weighted)]
-        )
-        model.maximize_terms(objective)
-        if solver is not None:  # start from the previous stage's solution
-            _hint_solution(model, solver)
-        stage_solver = cp_model.CpSolver()
-        params = stage_solver.parameters
-        params.max_deterministic_time = options.deterministic_time / len(stages)
-        params.max_time_in_seconds = options.time_limit_seconds / len(stages)
-        params.relative_gap_limit = 0.0
-        params.num_workers = options.num_workers
-        if stage_solver.solve(model) not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            break  # the previous stage's solution stands
-        solver = stage_solver
-        if stage is not stages[-1]:
-            model.add(objective >= round(solver.objective_value))
-    return solver
-
-
-def _hint_solution(model: cp_model.CpModel, solver: cp_model.CpSolver) -> None:
-    model.clear_hints()  # type: ignore[no-untyped-call]
-    for i in range(len(model.proto.variables)):
-        var = model.get_int_var_from_proto_index(i)
-        model.add_hint(var, solver.value(var))
 
 
 def _best(
