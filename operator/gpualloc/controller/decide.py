@@ -65,8 +65,14 @@ from gpualloc.k8s.convert import (
 )
 from gpualloc.model import Job, JobKind, Node, Placement, Plan, Policy, RunningPod, Snapshot
 from gpualloc.solver import plan as solve
-from gpualloc.solver.capacity import Free, free_capacity, usage_by_node
-from gpualloc.solver.eligibility import eligible
+from gpualloc.solver.capacity import (
+    NOTHING,
+    Free,
+    fitting,
+    free_capacity,
+    per_replica,
+    usage_by_node,
+)
 from gpualloc.solver.queue_report import beneficiaries
 from gpualloc.solver.queues import choose_queue
 from gpualloc.solver.topology import span_message
@@ -239,6 +245,7 @@ def decide(state: ClusterState, previous: Plan | None = None, memo: Memo | None 
     active = {k: w for k, w in works.items() if w.model is not None}
     victims = _terminating_victims(state, owned, jobs_by_key, previous)
     room_for = {v: previous.room_for[v] for v in victims if previous and v in previous.room_for}
+    held = _held(state.pods)
     reserved = previous.reserved if previous is not None else {}
     # a job an earlier eviction made room for holds that room in the plan (as if running
     # there: its queue's usage counts it) until the victims are gone, rather than evicting anew
@@ -248,14 +255,14 @@ def decide(state: ClusterState, previous: Plan | None = None, memo: Memo | None 
             waiter = active.get(key)
             if waiter and key in reserved and not any(committed_node(p) for p in waiter.pods):
                 awaiting[key].append(earlier)
-    for key in _fit_now(awaiting, reserved, active, state, nodes):
+    for key in _fit_now(awaiting, reserved, active, held, nodes):
         del awaiting[key]  # GPUs freed since hold it: planned afresh, its room given back
-    running = _running(state, active, awaiting, reserved, owned, node_names)
+    running = _running(held, state.now, active, awaiting, reserved, owned, node_names)
     models = _with_moves(active, state.now, policy)
     snapshot = Snapshot(tuple(nodes), tuple(running), models, tuple(queues), now=state.now)
     # victims whose beneficiaries are unknown (a restart lost them): no new evictions until
     # they are gone, or the planner would pick more victims for the capacity they still hold
-    in_flight = bool(victims.keys() - room_for.keys())
+    in_flight = bool(victims - room_for.keys())
     plan_policy = replace(policy, preemption=False) if in_flight else policy
     result = solve(snapshot, plan_policy, previous)
 
@@ -630,10 +637,15 @@ def _unbound(pods: list[Obj], now: float, timeout: int) -> list[Obj]:
             continue
         if not _refused_by_scheduler(pod):
             continue
-        at = rfc3339_seconds(((pod.get("metadata") or {}).get("annotations") or {}).get(PLACED_AT))
+        at = _placed_at(pod)
         if at is not None and now - at > timeout:
             stuck.append(pod)
     return stuck
+
+
+def _placed_at(pod: Obj) -> float | None:
+    """When gpualloc pinned the pod (its placed-at annotation)."""
+    return rfc3339_seconds(((pod.get("metadata") or {}).get("annotations") or {}).get(PLACED_AT))
 
 
 def _next_bind_deadline(state: ClusterState, timeout: int) -> float | None:
@@ -644,12 +656,7 @@ def _next_bind_deadline(state: ClusterState, timeout: int) -> float | None:
         if not (pod.get("spec") or {}).get("nodeName")
         and not is_gated(pod)
         and not _terminating(pod)
-        and (
-            at := rfc3339_seconds(
-                ((pod.get("metadata") or {}).get("annotations") or {}).get(PLACED_AT)
-            )
-        )
-        is not None
+        and (at := _placed_at(pod)) is not None
     ]
     return max(1.0, min(deadlines) + 1.0) if deadlines else None
 
@@ -691,7 +698,8 @@ def _placement_actions(
     name = work.obj["metadata"]["name"]
     by_name = {p["metadata"]["name"]: p for p in work.pods}
     actions: list[tuple[int, str, int, Write | None]] = []
-    new_on: dict[str, list[int]] = defaultdict(list)  # node -> GPUs of each new pod
+    cpu, memory = (work.model.cpu_milli, work.model.memory_mib) if work.model else (0, 0)
+    left: dict[str, Free] = {}  # what the job's new pods leave of `room`
     for replica, node, gpus in placements:
         pod_id = pod_name(name, kind, replica)
         if pod_id in work.create:
@@ -710,17 +718,8 @@ def _placement_actions(
         else:
             return None  # its pod is being deleted or cannot be created: wait
         if node in room:
-            new_on[node].append(gpus)
-    cpu, memory = (work.model.cpu_milli, work.model.memory_mib) if work.model else (0, 0)
-    left = {
-        n: Free(
-            room[n].gpus - sum(gpus),
-            room[n].cpu_milli - cpu * len(gpus),
-            room[n].memory_mib - memory * len(gpus),
-        )
-        for n, gpus in new_on.items()
-    }
-    if any(min(f.gpus, f.cpu_milli, f.memory_mib) < 0 for f in left.values()):
+            left[node] = left.get(node, room[node]) - Free(gpus, cpu, memory)
+    if not all(f.holds(NOTHING) for f in left.values()):
         return None  # it needs the victims' GPUs: placed once their pods are gone
     room.update(left)
     return actions
@@ -731,12 +730,12 @@ def _terminating_victims(
     owned: Mapping[str, list[Obj]],
     jobs: Mapping[str, Obj],
     previous: Plan | None,
-) -> dict[str, float]:
-    """Evicted jobs whose pods are still terminating -> when the last should be gone: the
-    victims the last plan knows of, and any job reported Preempted (after a restart). One
-    stuck well past that (a lost node) holds nothing back any more."""
+) -> set[str]:
+    """Evicted jobs whose pods are still terminating: the victims the last plan knows of,
+    and any job reported Preempted (after a restart). One stuck well past its pods' grace
+    period (a lost node) holds nothing back any more."""
     known = previous.room_for if previous is not None else {}
-    out: dict[str, float] = {}
+    out: set[str] = set()
     for key, pods in owned.items():
         phase = (jobs[key].get("status") or {}).get("phase")
         if key not in known and phase != "Preempted":
@@ -747,7 +746,20 @@ def _terminating_victims(
             if _terminating(p)
         ]
         if deadlines and state.now < max(deadlines) + STUCK_TERMINATING_SECONDS:
-            out[key] = max(deadlines)
+            out.add(key)
+    return out
+
+
+def _held(pods: tuple[Obj, ...]) -> list[tuple[Obj, RunningPod]]:
+    """The pods that hold resources on a node (bound, or committed there), read once."""
+    out = []
+    for pod in pods:
+        try:
+            held = pod_from_k8s(pod)
+        except (SpecError, ValueError, TypeError, KeyError):
+            continue
+        if held is not None:
+            out.append((pod, held))
     return out
 
 
@@ -755,7 +767,7 @@ def _fit_now(
     awaiting: Mapping[str, list[str]],
     reserved: Mapping[str, tuple[Placement, ...]],
     active: Mapping[str, _Work],
-    state: ClusterState,
+    held: list[tuple[Obj, RunningPod]],
     nodes: list[Node],
 ) -> list[str]:
     """The awaiting jobs whose every replica GPUs free now would hold (a job ended since its
@@ -763,13 +775,7 @@ def _fit_now(
     before; every reserved room is counted as taken, so none is given twice."""
     if not awaiting:
         return []
-    held = []
-    for pod in state.pods:
-        try:
-            held.append(pod_from_k8s(pod))
-        except (SpecError, ValueError, TypeError, KeyError):
-            continue
-    used = usage_by_node([h for h in held if h is not None])
+    used = usage_by_node(h for _, h in held)
     free = {n.name: free_capacity(n, used.get(n.name)) for n in nodes}
     for placements in (reserved[k] for k in awaiting):
         for p in placements:
@@ -783,23 +789,11 @@ def _fit_now(
             continue
         trial = dict(free)
         for _ in range(model.replicas):
-            fits = [
-                n
-                for n in nodes
-                if (f := trial[n.name]).gpus >= model.gpus_per_replica
-                and f.cpu_milli >= model.cpu_milli
-                and f.memory_mib >= model.memory_mib
-                and eligible(model.requirements, n)
-            ]
+            fits = fitting(trial, model, nodes)
             if not fits:
                 break
             best = min(fits, key=lambda n: (trial[n.name].gpus, n.name))
-            f = trial[best.name]
-            trial[best.name] = Free(
-                f.gpus - model.gpus_per_replica,
-                f.cpu_milli - model.cpu_milli,
-                f.memory_mib - model.memory_mib,
-            )
+            trial[best.name] -= per_replica(model)
         else:
             free = trial
             out.append(model.key)
@@ -807,7 +801,8 @@ def _fit_now(
 
 
 def _running(
-    state: ClusterState,
+    held: list[tuple[Obj, RunningPod]],
+    now: float,
     active: Mapping[str, _Work],
     awaiting: Mapping[str, list[str]],
     reserved: Mapping[str, tuple[Placement, ...]],
@@ -824,51 +819,37 @@ def _running(
         for p in owned.get(v, ())
         if _terminating(p)
     }
-    handed: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])  # node -> gpus, cpu, mem
+    handed: dict[str, Free] = {}  # node -> what the awaiting jobs' rooms take there
     running: list[RunningPod] = []
     for key in awaiting:
         model = active[key].model
         cpu, memory = (model.cpu_milli, model.memory_mib) if model else (0, 0)
         for p in reserved[key]:
             running.append(
-                RunningPod(
-                    f"{key}#{p.replica}",
-                    p.node,
-                    p.gpus,
-                    cpu,
-                    memory,
-                    key,
-                    p.replica,
-                    started=state.now,
-                )
+                RunningPod(f"{key}#{p.replica}", p.node, p.gpus, cpu, memory, key, p.replica, now)
             )
-            for i, amount in enumerate((p.gpus, cpu, memory)):
-                handed[p.node][i] += amount
-    for pod in state.pods:
-        try:
-            held = pod_from_k8s(pod)
-        except (SpecError, ValueError, TypeError, KeyError):
-            continue
-        if held is None or held.node not in node_names:
+            handed[p.node] = handed.get(p.node, NOTHING) + Free(p.gpus, cpu, memory)
+    for pod, pod_held in held:
+        if pod_held.node not in node_names:
             continue
         uid = (pod.get("metadata") or {}).get("uid")
         if uid not in staying:
             # not a planned job's: capacity held by someone else (terminating pods included)
-            held = replace(held, job=None, replica=None)
-        if uid in leaving and (give := handed.get(held.node)):
-            gpus, cpu, memory = (
-                min(held.gpus, give[0]),
-                min(held.cpu_milli, give[1]),
-                min(held.memory_mib, give[2]),
+            pod_held = replace(pod_held, job=None, replica=None)
+        if uid in leaving and (give := handed.get(pod_held.node)):
+            given = Free(
+                min(pod_held.gpus, give.gpus),
+                min(pod_held.cpu_milli, give.cpu_milli),
+                min(pod_held.memory_mib, give.memory_mib),
             )
-            give[0], give[1], give[2] = give[0] - gpus, give[1] - cpu, give[2] - memory
-            held = replace(
-                held,
-                gpus=held.gpus - gpus,
-                cpu_milli=held.cpu_milli - cpu,
-                memory_mib=held.memory_mib - memory,
+            handed[pod_held.node] = give - given
+            pod_held = replace(
+                pod_held,
+                gpus=pod_held.gpus - given.gpus,
+                cpu_milli=pod_held.cpu_milli - given.cpu_milli,
+                memory_mib=pod_held.memory_mib - given.memory_mib,
             )
-        running.append(held)
+        running.append(pod_held)
     return running
 
 

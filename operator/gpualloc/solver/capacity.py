@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from gpualloc.model import Node, RunningPod
+from gpualloc.model import Job, Node, RunningPod
+from gpualloc.solver.eligibility import eligible
 
 
 @dataclass(frozen=True)
@@ -14,6 +15,41 @@ class Free:
     gpus: int
     cpu_milli: int
     memory_mib: int
+
+    def __add__(self, other: Free) -> Free:
+        return Free(
+            self.gpus + other.gpus,
+            self.cpu_milli + other.cpu_milli,
+            self.memory_mib + other.memory_mib,
+        )
+
+    def __sub__(self, other: Free) -> Free:
+        return Free(
+            self.gpus - other.gpus,
+            self.cpu_milli - other.cpu_milli,
+            self.memory_mib - other.memory_mib,
+        )
+
+    def holds(self, need: Free) -> bool:
+        return (
+            self.gpus >= need.gpus
+            and self.cpu_milli >= need.cpu_milli
+            and self.memory_mib >= need.memory_mib
+        )
+
+
+NOTHING = Free(0, 0, 0)
+
+
+def per_replica(job: Job) -> Free:
+    return Free(job.gpus_per_replica, job.cpu_milli, job.memory_mib)
+
+
+def fitting(free: Mapping[str, Free], job: Job, nodes: Iterable[Node]) -> list[Node]:
+    """The nodes one more replica of `job` fits on: its GPUs, CPU and memory free there, and
+    the node one the job may use."""
+    need = per_replica(job)
+    return [n for n in nodes if free[n.name].holds(need) and eligible(job.requirements, n)]
 
 
 def usage_by_node(pods: Iterable[RunningPod]) -> dict[str, Free]:
@@ -29,7 +65,7 @@ def usage_by_node(pods: Iterable[RunningPod]) -> dict[str, Free]:
 
 def free_capacity(node: Node, used: Free | None) -> Free:
     """What new pods may use; unhealthy GPUs are taken out (pods on them stay)."""
-    used = used or Free(0, 0, 0)
+    used = used or NOTHING
     return Free(
         gpus=max(0, node.gpus - node.unhealthy_gpus - used.gpus),
         cpu_milli=max(0, node.cpu_milli - used.cpu_milli),

@@ -79,8 +79,7 @@ def plan(snapshot: Snapshot, policy: Policy | None = None, previous: Plan | None
         placements = list(greedy.placements)
         sol.evicted, sol.moved, sol.moves_status = set(), set(), ""
         sol.status = "FEASIBLE"
-        counts = Counter(p.job for p in placements)
-        placed = {j for j, s in enumerate(inst.jobs) if counts[s.job.key] > len(s.running)}
+        placed = _newly_placed(inst, placements)
 
     jobs_by_key = {j.key: j for j in snapshot.jobs}
     explainer = Explainer(
@@ -166,8 +165,9 @@ def _plan_with_queues(
     model.hint(*_hint_from(hint, inst))
     sol = model.solve()
     placements, placed = decode(inst, sol)
-    if sol.status == "UNKNOWN":  # no plan within the time limit: not nothing new at all
-        placements, placed = _within_nominal(planned, tree, inst)
+    if sol.status == "UNKNOWN":  # no plan in the time limit: what no quota rule can refuse
+        placements = _within_nominal(planned, tree, inst)
+        placed = _newly_placed(inst, placements)
 
     jobs_by_key = {j.key: j for j in planned.jobs}
     explainer = Explainer(
@@ -216,43 +216,44 @@ def _plan_with_queues(
     )
 
 
-def _within_nominal(
-    snapshot: Snapshot, tree: QueueTree, inst: Instance
-) -> tuple[list[Placement], set[int]]:
+def _newly_placed(inst: Instance, placements: Sequence[Placement]) -> set[int]:
+    """The jobs (by index) given more replicas than already run."""
+    counts = Counter(p.job for p in placements)
+    return {j for j, s in enumerate(inst.jobs) if counts[s.job.key] > len(s.running)}
+
+
+def _within_nominal(snapshot: Snapshot, tree: QueueTree, inst: Instance) -> list[Placement]:
     """What no quota rule can refuse, for a round whose solve found no plan in time: best
     fit into free GPUs, evicting nothing, of the waiting jobs (in planning order) that every
     nominal on their queue's path still holds, counted against every quota entry whose
     products they may use."""
-    product_of = {n.name: n.product for n in snapshot.nodes}
-    queue_of = {j.key: j.queue for j in snapshot.jobs}
-
-    def entries(queue: str, products: frozenset[str]) -> list[tuple[str, str, int]]:
-        return [
-            (q, b.key, b.nominal)
-            for q in tree.nodes[queue].path
-            for b in tree.nodes[q].buckets
-            if b.products & products
-        ]
-
-    used: dict[tuple[str, str], int] = defaultdict(int)
-    for pod in snapshot.pods:
-        queue = queue_of.get(pod.job) if pod.job else None
-        if queue in tree.nodes:
-            for q, key, _ in entries(queue, frozenset({product_of[pod.node]})):
-                used[q, key] += pod.gpus
+    running = [
+        Placement(s.job.key, s.job.kind, p.replica or 0, p.node, p.gpus)
+        for s in inst.jobs
+        for p in s.running
+    ]
+    view = queue_report.QueueView(tree, snapshot, running)  # what each subtree holds now
+    added: dict[tuple[str, str], int] = defaultdict(int)
     keep = {s.job.key for s in inst.jobs if s.running}
     for state in inst.jobs:
         job = state.job
         if state.running or state.clone_of is not None or job.queue not in tree.nodes:
             continue
         need = job.replicas * job.gpus_per_replica
-        hit = entries(job.queue, frozenset(job.requirements.products) or tree.products)
-        if need and hit and all(used[q, key] + need <= nominal for q, key, nominal in hit):
-            for q, key, _ in hit:
-                used[q, key] += need
+        products = frozenset(job.requirements.products) or tree.products
+        hit = [
+            (q, b)
+            for q in tree.nodes[job.queue].path
+            for b in tree.nodes[q].buckets
+            if b.products & products
+        ]
+        if (
+            need
+            and hit
+            and all(view.used(q, b) + added[q, b.key] + need <= b.nominal for q, b in hit)
+        ):
+            for q, b in hit:
+                added[q, b.key] += need
             keep.add(job.key)
     jobs = tuple(j for j in snapshot.jobs if j.key in keep)
-    greedy = plan_greedy(replace(snapshot, jobs=jobs), "best-fit", explain=False)
-    counts = Counter(p.job for p in greedy.placements)
-    placed = {j for j, s in enumerate(inst.jobs) if counts[s.job.key] > len(s.running)}
-    return list(greedy.placements), placed
+    return list(plan_greedy(replace(snapshot, jobs=jobs), "best-fit", explain=False).placements)

@@ -23,8 +23,8 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 
 from gpualloc.model import Job, Node, Plan, Policy
+from gpualloc.solver.capacity import fitting
 from gpualloc.solver.cpsat import Solution
-from gpualloc.solver.eligibility import eligible
 from gpualloc.solver.instance import Instance
 
 
@@ -70,14 +70,4 @@ def greedy_is_optimal(inst: Instance, greedy: Plan, policy: Policy) -> Solution 
 
 def _fewest_free(inst: Instance, job: Job, nodes: list[Node]) -> int:
     free = inst.free_by_node
-    return min(
-        (
-            free[n.name].gpus
-            for n in nodes
-            if free[n.name].gpus >= job.gpus_per_replica
-            and free[n.name].cpu_milli >= job.cpu_milli
-            and free[n.name].memory_mib >= job.memory_mib
-            and eligible(job.requirements, n)
-        ),
-        default=-1,
-    )
+    return min((free[n.name].gpus for n in fitting(free, job, nodes)), default=-1)
