@@ -39,7 +39,7 @@ from gpualloc.solver.devices.device_policies import (
 )
 from gpualloc.solver.devices.devicestate import DeviceState
 from gpualloc.solver.devices.fragmentation import Workload, node_fragmentation, typical_workload
-from gpualloc.solver.devices.sharing import BatchOptions, one_at_a_time, plan_batch
+from gpualloc.solver.devices.sharing import BatchOptions, _best, one_at_a_time, plan_batch
 
 
 def gpu_node(name: str, gpus: int = 8, model: str = "A", cpu: int = 64_000) -> GpuNode:
@@ -442,3 +442,19 @@ def test_a_joint_plan_replaces_fgd_where_it_places_more() -> None:
     assert sum(p.gpu_request_milli for p, w in zip(pods, fgd, strict=True) if w) == 1500
     where = plan_batch(state, pods, workload)
     assert sum(p.gpu_request_milli for p, w in zip(pods, where, strict=True) if w) == 2000
+
+
+def test_among_shares_a_plan_placing_more_is_refused_when_it_fragments_more_than_it_adds() -> None:
+    # the coming pods are whole GPUs: a 300-milli share that breaks a free GPU leaves 700
+    # milli they cannot use, more than the 300 it adds, so the plan that drops it stays
+    # (openb gpushare100 seed 48: +470 placed, +1,739 fragment, 1,150 milli less at 90%)
+    state = DeviceState([gpu_node("n0", gpus=1), gpu_node("n1", gpus=1)])
+    state.place(pod("old", 1, 700), DevicePlacement(1, (0,)))
+    workload = typical_workload([pod("w1")], state.models, cpu_pods=True)
+    pods = [pod("a", 1, 300), pod("b", 1, 300)]
+    drops_b = [DevicePlacement(1, (0,)), None]
+    places_both = [DevicePlacement(1, (0,)), DevicePlacement(0, (0,))]
+    assert _best(state, pods, workload, None, [drops_b, places_both], False) is drops_b
+    # where the extra share fills a gap instead (F shrinks), placing more wins
+    state.place(pod("old2", 1, 700), DevicePlacement(0, (0,)))
+    assert _best(state, pods, workload, None, [drops_b, places_both], False) is places_both
