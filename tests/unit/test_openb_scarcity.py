@@ -12,7 +12,12 @@ from gpualloc.model.devices import DevicePlacement, PodRequest
 from gpualloc.solver.devices.device_policies import FGD
 from gpualloc.solver.devices.devicestate import DeviceState
 from gpualloc.solver.devices.fragmentation import typical_workload
-from gpualloc.solver.devices.scarcity import model_demand, reserve_penalty, reserved_milli
+from gpualloc.solver.devices.scarcity import (
+    model_demand,
+    reserve_penalty,
+    reserved_milli,
+    whole_node_holds,
+)
 from gpualloc.solver.devices.sharing import BatchOptions, _greedy, _placed, plan_batch
 from tests.unit.test_simulator import gpu_node, pod
 
@@ -124,3 +129,47 @@ def test_free_milli_per_model_follows_every_placement(seed: int) -> None:
         free = np.bincount(s.model, weights=per_node, minlength=len(s.models))
         assert s.model_free.tolist() == free.tolist()
     assert fork.model_free.sum() < state.model_free.sum()
+
+
+def _big_and_small_cluster() -> tuple[DeviceState, list[PodRequest]]:
+    # one node with the CPUs a 120-CPU 8-GPU pod needs, one without; the pod list's target
+    # workload (95% of its pods) is whole single GPUs, so FGD's F does not see 8-GPU pods
+    state = DeviceState([gpu_node("a-big", 8, "G3", 128_000), gpu_node("b", 8, "G2", 96_000)])
+    pod_list = [pod(f"w{i}", cpu=4000) for i in range(60)]
+    pod_list += [pod("e", 8, cpu=64_000), pod("big", 8, cpu=120_000)]
+    return state, pod_list
+
+
+def test_whole_node_classes_are_multi_gpu_pods_outside_the_target_workload() -> None:
+    state, pod_list = _big_and_small_cluster()
+    holds = whole_node_holds(pod_list, state, typical_workload(pod_list, state.models, 95))
+    # one class per set of nodes that can hold its pods: 64-CPU pods fit both, 120-CPU one
+    assert holds.gpus.tolist() == [8, 8]
+    assert sorted(holds.nodes.tolist()) == [[True, False], [True, True]]
+    assert holds.share.tolist() == [8000 / 76_000, 8000 / 76_000]
+    assert model_demand(pod_list, state.models).restricted is False
+    assert model_demand(pod_list, state.models, holds).restricted is True
+
+
+def test_a_share_keeps_off_the_only_node_a_big_pod_fits() -> None:
+    state, pod_list = _big_and_small_cluster()
+    workload = typical_workload(pod_list, state.models, cpu_pods=True)
+    share, big = pod("s", 1, 500), pod("big", 8, cpu=120_000)
+    # FGD: a half GPU breaks a GPU on either node alike, so it goes to the first, a-big,
+    # and the 120-CPU pod that comes next fits nowhere
+    assert FGD(workload, integer_score=True).choose(state, share) == DevicePlacement(0, (0,))
+    demand = model_demand(pod_list, state.models, whole_node_holds(pod_list, state, workload))
+    # a-big is held whole for the 120-CPU class (2/19 of the demand, 16 GPUs free): the
+    # share is charged for breaking it, goes to b, and the big pod then fits a-big
+    spot = plan_batch(state, [share], workload, demand=demand)[0]
+    assert spot is not None and spot.node == 1
+    state.place(share, spot)
+    assert plan_batch(state, [big], workload, demand=demand)[0] == DevicePlacement(
+        0, tuple(range(8))
+    )
+    # the big pod is not charged for its own class's hold, only for the 64-CPU class's
+    # (a-big is the last node that can take one of those): its share of the 15.5 free
+    # GPUs, 8/76 x 15,500 milli, less than one node
+    penalty = reserve_penalty(state, demand, big)
+    assert penalty is not None
+    assert penalty.tolist() == pytest.approx([8000 / 76_000 * 15_500, 0.0])

@@ -17,7 +17,7 @@ from gpualloc.sim.openb import BatchPlannerBase
 from gpualloc.solver.devices.device_policies import FGD, BestFit, DevicePolicy, FirstFit, Spread
 from gpualloc.solver.devices.devicestate import DeviceState
 from gpualloc.solver.devices.fragmentation import Workload, typical_workload
-from gpualloc.solver.devices.scarcity import ModelDemand, model_demand
+from gpualloc.solver.devices.scarcity import ModelDemand, model_demand, whole_node_holds
 from gpualloc.solver.devices.sharing import BatchOptions, plan_batch
 
 POLICIES = ("gpualloc", "fgd", "best-fit", "first-fit", "spread")
@@ -59,7 +59,7 @@ def make_policy(
     """The expected workload (for FGD and gpualloc) is the pod list's shape distribution."""
     if name == "gpualloc":
         workload = target_workload(pod_list, state)
-        demand = model_demand(pod_list, state.models)
+        demand = model_demand(pod_list, state.models, whole_node_holds(pod_list, state, workload))
         return GpuallocBatch(workload, options or BatchOptions(), demand)
     if name == "fgd":
         return published_fgd(pod_list, state)
