@@ -103,7 +103,11 @@ def test_the_charged_pass_reuses_the_plain_ones_work_exactly(seed: int) -> None:
 def test_a_batch_never_places_less_than_fgd_from_the_same_state(seed: int) -> None:
     state, shapes, batch = _random_case(seed)
     workload = typical_workload(shapes, state.models, cpu_pods=True)
-    demand = model_demand(shapes, state.models)
+    # whole nodes held too, for the 2-GPU pods, as if the target workload left them out
+    singles = [p for p in shapes if p.num_gpu < 2]
+    holds = whole_node_holds(shapes, state, typical_workload(singles, state.models))
+    assert holds.shapes
+    demand = model_demand(shapes, state.models, holds)
     plan = plan_batch(state, batch, workload, BatchOptions(time_limit_seconds=1.0), demand)
     trial = state.copy()
     for p, spot in zip(batch, plan, strict=True):
