@@ -72,6 +72,7 @@ def test_helm_template_defaults(kube: Kube) -> None:
             "ClusterRoleBinding",
             "ConfigMap",
             "Deployment",
+            "FlowSchema",
             "Role",
             "RoleBinding",
             "Service",
@@ -180,6 +181,17 @@ def test_helm_install_and_the_service_account_suffices(
     op = OperatorProcess(sa_config, tmp_path, "sa").start(lease_namespace=namespace)
     try:
         op.wait_leading()
+        # the chart's FlowSchema: its Lease requests are served in the cluster's
+        # leader-election priority level (API Priority and Fairness), its other requests not
+        level = kube.kubectl(
+            "get", "prioritylevelconfiguration", "leader-election", "-o", "jsonpath={.metadata.uid}"
+        ).stdout
+        lease = client.CoordinationV1Api(api).read_namespaced_lease_with_http_info(
+            "gpualloc-leader", namespace
+        )
+        assert lease[2]["X-Kubernetes-PF-PriorityLevel-UID"] == level
+        pods = core.list_namespaced_pod_with_http_info(namespace)
+        assert pods[2]["X-Kubernetes-PF-PriorityLevel-UID"] not in ("", level)
         env.add_nodes(1)
         env.apply(training("rbac", env.namespace, env.pool, workers=1, gpus=8))
         job = env.wait_phase("LLMTrainingJob", "rbac", "Running", timeout=40)
