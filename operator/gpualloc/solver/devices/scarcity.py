@@ -104,9 +104,9 @@ def whole_node_holds(
     pods: Sequence[PodRequest], state: DeviceState, workload: Workload
 ) -> WholeNodeHolds:
     """The classes of pods of several whole GPUs outside the target `workload`, one per set
-    of nodes that can hold them when empty (`state` is the empty cluster)."""
+    of the cluster's nodes that can hold them when empty."""
     total = sum(p.gpu_request_milli for p in pods)
-    memory = np.array([n.memory_mib for n in state.nodes], dtype=np.int64)
+    empty = DeviceState(state.nodes)
     seen = {
         (int(c), int(g), int(m), tuple(bool(a) for a in workload.access[:, t]))
         for t, (c, g, m) in enumerate(
@@ -118,10 +118,7 @@ def whole_node_holds(
         access = tuple(not p.gpu_spec or m in p.gpu_spec for m in state.models)
         if p.whole_gpus < 2 or (p.cpu_milli, p.num_gpu, p.gpu_milli, access) in seen:
             continue
-        can = (
-            (state.gpus >= p.num_gpu) & (state.cpu_total >= p.cpu_milli) & (memory >= p.memory_mib)
-        )
-        can &= state.model_mask(p.gpu_spec)
+        can = empty.fits(p)
         if can.any():
             classes.setdefault((p.num_gpu, can.tobytes()), []).append(p)
     keys = sorted(classes)
