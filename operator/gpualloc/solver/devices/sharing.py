@@ -15,10 +15,10 @@ Plans considered for a batch, one pod at a time unless said otherwise:
 - best-fit.
 In batches with a whole-GPU pod, the plan kept is the first with the most (GPU milli,
 pods), then the least exact growth of F plus reserve charges. In other batches the base
-plan stays unless another places more and adds no more growth of F than the GPU milli it
-adds (among shares alone, small differences in F only perturbed FGD's packing). So a
-batch never places less GPU milli, or fewer pods at as much milli, than FGD would from the
-same state.
+plan stays unless another places more and adds no more growth of F (plus charges) than
+the GPU milli it adds (among shares alone, small differences in F only perturbed FGD's
+packing). So a batch never places less GPU milli, or fewer pods at as much milli, than FGD
+would from the same state.
 
 CP-SAT variables (all boolean): x[i, n, g] pod i on node n, using device g (a share: its
 milli; whole GPUs: 1000); y[i, n] pod i on node n. Candidates: the few nodes with the least
@@ -412,9 +412,10 @@ def _best(
     least exact growth of F plus reserve charges. The model's costs are additive (each pod
     against its own state in the base pass); the exact measure decides. Without
     `by_fragmentation`, the base plan (`plans[0]`) stays unless the one placing most adds
-    no more growth of F than the GPU milli it adds: F is free milli the coming pods cannot
-    use, so a plan that places 470 milli more but leaves 1,739 more of it unusable loses
-    later what it gains now (openb gpushare100, seed 48 of the published inputs)."""
+    no more growth of F (plus charges) than the GPU milli it adds: F is free milli the
+    coming pods cannot use, so a plan that places 470 milli more but leaves 1,739 more of it
+    unusable loses later what it gains now (openb gpushare100, seed 48 of the published
+    inputs)."""
     counted = [_placed(pods, p) for p in plans]
     most = max(counted)
     tied = [p for p, c in zip(plans, counted, strict=True) if c == most]
